@@ -1,0 +1,117 @@
+"""Results in the monitoring-plugin convention: one status line, perfdata, exit 0-3.
+
+Why: cron wrappers, Nagios, Icinga and friends all read `SERVICE STATUS - text | perfdata`
+and the exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Both checks build a `Report`
+and hand it to `emit`, which is also the one place secrets are scrubbed from output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Iterable
+
+TEXT_LIMIT = 160
+
+
+class Status(IntEnum):
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True)
+class Perf:
+    """One perfdata item: `label=value[unit];warn;crit;min;max`, trailing empty fields dropped."""
+
+    label: str
+    value: float
+    unit: str = ""
+    warn: str = ""
+    crit: str = ""
+    minimum: str = "0"
+
+    def __str__(self) -> str:
+        fields = [f"{self.label}={self.value:g}{self.unit}", self.warn, self.crit, self.minimum]
+        return ";".join(fields).rstrip(";")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The verdict on one aspect (the endpoint, the JWKS, the certificate...)."""
+
+    status: Status
+    text: str
+
+
+@dataclass
+class Report:
+    service: str
+    findings: list[Finding] = field(default_factory=list)
+    perfdata: list[Perf] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, status: Status, text: str) -> None:
+        self.findings.append(Finding(status, text))
+
+    @property
+    def status(self) -> Status:
+        return max((f.status for f in self.findings), default=Status.UNKNOWN)
+
+    def summary(self) -> str:
+        """All findings when OK; otherwise only the troubles, worst first."""
+        if self.status == Status.OK:
+            return "; ".join(one_line(f.text) for f in self.findings)
+        troubles = sorted((f for f in self.findings if f.status != Status.OK), key=lambda f: -f.status)
+        return "; ".join(one_line(f.text) for f in troubles)
+
+    def line(self) -> str:
+        head = f"{self.service} {self.status.name} - {self.summary()}"
+        return f"{head} | {' '.join(map(str, self.perfdata))}" if self.perfdata else head
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "status": self.status.name,
+            "exit_code": int(self.status),
+            "summary": self.summary(),
+            "line": self.line(),
+            "findings": [{"status": f.status.name, "text": f.text} for f in self.findings],
+            "perfdata": [str(p) for p in self.perfdata],
+            **self.details,
+        }
+
+
+def plural(count: int, noun: str, nouns: str = "") -> str:
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def unknown(service: str, reason: str) -> Report:
+    return Report(service, [Finding(Status.UNKNOWN, reason)])
+
+
+def one_line(text: str, limit: int = TEXT_LIMIT) -> str:
+    """Server-supplied text folded to one short line: it must not break the plugin format."""
+    flat = re.sub(r"\s+", " ", text).strip().replace("|", "/")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    return text
+
+
+def render(report: Report, *, as_json: bool, secrets: Iterable[str]) -> str:
+    text = json.dumps(report.as_dict(), indent=2) if as_json else report.line()
+    return scrub(text, secrets)
+
+
+def emit(report: Report, *, as_json: bool, quiet: bool, secrets: Iterable[str]) -> int:
+    """Print the report (nothing at all when quiet and OK) and return the exit code."""
+    if not (quiet and report.status == Status.OK):
+        print(render(report, as_json=as_json, secrets=secrets), flush=True)
+    return int(report.status)
