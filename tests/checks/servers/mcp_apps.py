@@ -1,0 +1,108 @@
+"""MCP servers built with the official SDK (`mcp` 2.x, where FastMCP is called `MCPServer`).
+
+- `production_sse_app`: the shape production runs today, a FastAPI app with /health and
+  the legacy HTTP+SSE transport at GET /mcp, messages POSTed to /mcp/messages/.
+- `streamable_app`: the SDK's Streamable HTTP app, which serves 2026-07-28 and the
+  `initialize` handshake on the same endpoint.
+- `handshake_only_app`: the same app as a pre-2026 server sees the world. The 2.x SDK routes
+  by the MCP-Protocol-Version header and has no switch to turn 2026-07-28 off, so a thin
+  ASGI shim drops a header naming a version the old SDKs did not know; the SDK then
+  answers exactly as 1.x did (400, JSON-RPC -32600 "Missing session ID").
+- `oauth_app`: Streamable HTTP behind bearer auth, with the SDK's RFC 9728 and RFC 8414
+  documents and a token store holding one static token.
+- `failing_tools_app`: answers the handshake but `tools/list` with a JSON-RPC error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+SERVER_NAME = "loop-test"
+SERVER_VERSION = "1.2.3"
+TOKEN = "tok-7Hq2-not-for-output"
+
+
+def make_server(**kwargs: Any) -> MCPServer:
+    server = MCPServer(SERVER_NAME, version=SERVER_VERSION, **kwargs)
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Say it back."""
+        return text
+
+    return server
+
+
+def production_sse_app(base: str) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    app.router.routes.extend(make_server().sse_app(sse_path="/mcp", message_path="/mcp/messages/").routes)
+    return app
+
+
+def streamable_app(base: str) -> Any:
+    return make_server().streamable_http_app()
+
+
+class HideModernVersions:
+    """ASGI shim: drops an MCP-Protocol-Version header that names a post-handshake revision."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope = dict(scope, headers=[
+                (name, value) for name, value in scope["headers"]
+                if name != b"mcp-protocol-version" or value.decode() in HANDSHAKE_PROTOCOL_VERSIONS
+            ])
+        await self.app(scope, receive, send)
+
+
+def handshake_only_app(base: str) -> Any:
+    return HideModernVersions(make_server().streamable_http_app())
+
+
+class StaticTokens:
+    """The one provider method bearer auth calls; the OAuth flows themselves are not exercised."""
+
+    async def load_access_token(self, token: str) -> AccessToken | None:
+        return AccessToken(token=token, client_id="chatgpt", scopes=[]) if token == TOKEN else None
+
+
+def oauth_app(base: str, *, registration: bool = True) -> Any:
+    auth = AuthSettings(
+        issuer_url=base, resource_server_url=f"{base}/mcp", validate_token_resource=False,
+        client_registration_options=ClientRegistrationOptions(enabled=registration),
+    )
+    return make_server(auth_server_provider=StaticTokens(), auth=auth).streamable_http_app()
+
+
+def oauth_without_registration_app(base: str) -> Any:
+    return oauth_app(base, registration=False)
+
+
+async def refuse_tools_list(ctx: Any, call_next: Any) -> Any:
+    if ctx.method == "tools/list":
+        raise MCPError(-32603, "tool registry unavailable")
+    return await call_next(ctx)
+
+
+def failing_tools_app(base: str) -> Any:
+    return make_server(middleware=[refuse_tools_list]).streamable_http_app()
