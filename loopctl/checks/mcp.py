@@ -22,7 +22,7 @@ from .plugin import Perf, Report, Status, plural
 from .sse import EventStream
 
 SERVICE = "LOOP MCP"
-VERSION_HINTS = {proto.HEADER_MISMATCH: " (a proxy may be dropping the MCP-Protocol-Version or Mcp-Method header)"}
+ERROR_HINTS = {proto.HEADER_MISMATCH: " (is a proxy dropping MCP headers?)"}
 
 Wire = ModernWire | HandshakeWire | SseWire
 
@@ -60,7 +60,7 @@ def open_modern(http: Http, url: str, auth: dict[str, str]) -> tuple[Wire, proto
         supported = (error.get("data") or {}).get("supported") or []
         if error["code"] == proto.UNSUPPORTED_VERSION and set(supported) & set(proto.HANDSHAKE_VERSIONS):
             raise Fallback(f"{method}: the server offers {', '.join(supported)}")
-        raise CheckFailed(f"{proto.RpcError(method, error)}{VERSION_HINTS.get(error['code'], '')}")
+        raise CheckFailed(f"{proto.RpcError(method, error)}{ERROR_HINTS.get(error['code'], '')}")
     if posted.status == 200 and isinstance(posted.message, dict) and "result" in posted.message:
         result = proto.result_of(posted.message, method, 1)
         if proto.supports_modern(result):

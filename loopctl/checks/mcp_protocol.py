@@ -38,7 +38,7 @@ class RpcError(CheckFailed):
         self.code = error.get("code")
         self.message = str(error.get("message", ""))
         self.data = error.get("data")
-        super().__init__(f"{method} failed: JSON-RPC error {self.code} {self.message!r}")
+        super().__init__(f"{method} failed: JSON-RPC error {self.code}: {self.message}")
 
 
 @dataclass

@@ -73,6 +73,12 @@ def handshake_server():
 
 
 @pytest.fixture(scope="session")
+def header_dropping_server():
+    with serve(mcp_apps.method_header_dropping_proxy_app) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
 def oauth_server():
     with serve(mcp_apps.oauth_app) as base:
         yield base

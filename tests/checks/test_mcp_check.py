@@ -100,7 +100,14 @@ def test_authorization_server_without_client_registration_is_critical(inv, oauth
 def test_json_rpc_error_in_place_of_a_result_is_critical(inv, failing_tools_server):
     run = inv("mcp-check", PUBLIC_URL=failing_tools_server)
     assert run.code == 2
-    assert critical("tools/list failed: JSON-RPC error -32603 'tool registry unavailable'").fullmatch(run.line)
+    assert critical("tools/list failed: JSON-RPC error -32603: tool registry unavailable").fullmatch(run.line)
+
+
+def test_proxy_dropping_mcp_headers_is_named(inv, header_dropping_server):
+    run = inv("mcp-check", PUBLIC_URL=header_dropping_server)
+    assert run.code == 2
+    assert critical(r"server/discover failed: JSON-RPC error -32020: mcp-method header does not match the request "
+                    r"body's method \(is a proxy dropping MCP headers\?\)").fullmatch(run.line), run.line
 
 
 def test_html_login_page_is_not_mcp(inv, broken_server):

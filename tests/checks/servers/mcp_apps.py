@@ -8,6 +8,7 @@
   by the MCP-Protocol-Version header and has no switch to turn 2026-07-28 off, so a thin
   ASGI shim drops a header naming a version the old SDKs did not know; the SDK then
   answers exactly as 1.x did (400, JSON-RPC -32600 "Missing session ID").
+- `method_header_dropping_proxy_app`: the same behind a proxy that loses `Mcp-Method`.
 - `oauth_app`: Streamable HTTP behind bearer auth, with the SDK's RFC 9728 and RFC 8414
   documents and a token store holding one static token.
 - `failing_tools_app`: answers the handshake but `tools/list` with a JSON-RPC error.
@@ -15,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import FastAPI
 from mcp.server.auth.provider import AccessToken
@@ -60,23 +61,29 @@ def streamable_app(base: str) -> Any:
     return make_server().streamable_http_app()
 
 
-class HideModernVersions:
-    """ASGI shim: drops an MCP-Protocol-Version header that names a post-handshake revision."""
+class DropHeaders:
+    """ASGI shim in front of an app that removes the request headers `drop(name, value)` picks."""
 
-    def __init__(self, app: Any):
-        self.app = app
+    def __init__(self, app: Any, drop: Callable[[bytes, bytes], bool]):
+        self.app, self.drop = app, drop
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            scope = dict(scope, headers=[
-                (name, value) for name, value in scope["headers"]
-                if name != b"mcp-protocol-version" or value.decode() in HANDSHAKE_PROTOCOL_VERSIONS
-            ])
+            scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if not self.drop(k, v)])
         await self.app(scope, receive, send)
 
 
+def _names_a_modern_version(name: bytes, value: bytes) -> bool:
+    return name == b"mcp-protocol-version" and value.decode() not in HANDSHAKE_PROTOCOL_VERSIONS
+
+
 def handshake_only_app(base: str) -> Any:
-    return HideModernVersions(make_server().streamable_http_app())
+    return DropHeaders(make_server().streamable_http_app(), _names_a_modern_version)
+
+
+def method_header_dropping_proxy_app(base: str) -> Any:
+    """A reverse proxy configured to pass only the headers it knows: Mcp-Method is lost."""
+    return DropHeaders(make_server().streamable_http_app(), lambda name, value: name == b"mcp-method")
 
 
 class StaticTokens:
