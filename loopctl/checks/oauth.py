@@ -19,9 +19,15 @@ from .plugin import Report, Status
 _PARAM = re.compile(r'([A-Za-z_][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]+)')
 
 
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
 def parse_challenge(header: str) -> dict[str, str]:
     """The auth-params of a `WWW-Authenticate: Bearer k="v", ...` header."""
-    return {key.lower(): value.strip('"').replace('\\"', '"') for key, value in _PARAM.findall(header)}
+    return {key.lower(): _unquote(value) for key, value in _PARAM.findall(header)}
 
 
 def _origin(url: str) -> str:
