@@ -54,52 +54,25 @@ def inv(tmp_path):
     return run
 
 
-@pytest.fixture(scope="session")
-def sse_server():
-    with serve(mcp_apps.production_sse_app) as base:
-        yield base
+def _served(build):
+    """A session-wide fixture serving `build` and yielding its base URL."""
+
+    @pytest.fixture(scope="session")
+    def base_url():
+        with serve(build) as base:
+            yield base
+
+    return base_url
 
 
-@pytest.fixture(scope="session")
-def streamable_server():
-    with serve(mcp_apps.streamable_app) as base:
-        yield base
-
-
-@pytest.fixture(scope="session")
-def handshake_server():
-    with serve(mcp_apps.handshake_only_app) as base:
-        yield base
-
-
-@pytest.fixture(scope="session")
-def header_dropping_server():
-    with serve(mcp_apps.method_header_dropping_proxy_app) as base:
-        yield base
-
-
-@pytest.fixture(scope="session")
-def oauth_server():
-    with serve(mcp_apps.oauth_app) as base:
-        yield base
-
-
-@pytest.fixture(scope="session")
-def oauth_without_registration_server():
-    with serve(mcp_apps.oauth_without_registration_app) as base:
-        yield base
-
-
-@pytest.fixture(scope="session")
-def failing_tools_server():
-    with serve(mcp_apps.failing_tools_app) as base:
-        yield base
-
-
-@pytest.fixture(scope="session")
-def broken_server():
-    with serve(broken.broken_app) as base:
-        yield base
+sse_server = _served(mcp_apps.production_sse_app)
+streamable_server = _served(mcp_apps.streamable_app)
+handshake_server = _served(mcp_apps.handshake_only_app)
+header_dropping_server = _served(mcp_apps.method_header_dropping_proxy_app)
+oauth_server = _served(mcp_apps.oauth_app)
+oauth_without_registration_server = _served(mcp_apps.oauth_without_registration_app)
+failing_tools_server = _served(mcp_apps.failing_tools_app)
+broken_server = _served(broken.broken_app)
 
 
 @pytest.fixture(scope="session")
@@ -108,71 +81,48 @@ def hung_server():
         yield base
 
 
-@pytest.fixture(scope="session")
-def _health_behaviour():
-    return Behaviour()
+def _stateful(name: str, make_state, app_for):
+    """One session-wide server whose state a test may change, reset before every test.
+
+    The fixture `name` gives (base URL, state); the server reads the same state object.
+    """
+
+    @pytest.fixture(scope="session", name=f"_{name}_session")
+    def session_server():
+        state = make_state()
+        with serve(app_for(state)) as base:
+            yield base, state
+
+    @pytest.fixture(name=name)
+    def per_test(request):
+        base, state = request.getfixturevalue(f"_{name}_session")
+        state.__init__()
+        return base, state
+
+    return session_server, per_test
 
 
-@pytest.fixture(scope="session")
-def _health_base(_health_behaviour):
-    with serve(health_app(_health_behaviour)) as base:
-        yield base
+_health_session, health_server = _stateful("health_server", Behaviour, health_app)
+_receiver_session, receiver = _stateful("receiver", Receiver, receiver_app)
 
 
-@pytest.fixture
-def health_server(_health_base, _health_behaviour):
-    """(base URL, behaviour); the behaviour is reset for every test."""
-    _health_behaviour.__init__()
-    return _health_base, _health_behaviour
+def _tls_health(name: str, days: float, *, trusted: bool):
+    """A session-wide HTTPS health server whose certificate expires in `days`; gives (base URL, CA file)."""
+
+    @pytest.fixture(scope="session", name=name)
+    def tls_server(tmp_path_factory):
+        directory = tmp_path_factory.mktemp(name)
+        if trusted:
+            ca, cert, key = tls.issue(directory, name, days)
+        else:
+            (cert, key), ca = tls.self_signed(directory, name, days), ""
+        with serve(health_app(Behaviour()), certfile=cert, keyfile=key) as base:
+            yield base, ca
+
+    return tls_server
 
 
-@pytest.fixture(scope="session")
-def _receiver():
-    return Receiver()
-
-
-@pytest.fixture(scope="session")
-def _receiver_base(_receiver):
-    with serve(receiver_app(_receiver)) as base:
-        yield base
-
-
-@pytest.fixture
-def receiver(_receiver_base, _receiver):
-    """(base URL, receiver) with nothing received yet."""
-    _receiver.__init__()
-    return _receiver_base, _receiver
-
-
-@pytest.fixture(scope="session")
-def certificates(tmp_path_factory):
-    return tmp_path_factory.mktemp("tls")
-
-
-def _tls_health(directory: Path, name: str, days: float, *, trusted: bool):
-    if trusted:
-        ca, cert, key = tls.issue(directory, name, days)
-    else:
-        (cert, key), ca = tls.self_signed(directory, name, days), ""
-    with serve(health_app(Behaviour()), certfile=cert, keyfile=key) as base:
-        yield base, ca
-
-
-@pytest.fixture(scope="session")
-def tls_fresh(certificates):
-    yield from _tls_health(certificates, "fresh", 90.5, trusted=True)
-
-
-@pytest.fixture(scope="session")
-def tls_expiring(certificates):
-    yield from _tls_health(certificates, "expiring", 10.5, trusted=True)
-
-
-@pytest.fixture(scope="session")
-def tls_nearly_expired(certificates):
-    yield from _tls_health(certificates, "nearly-expired", 1.5, trusted=True)
-
-
-@pytest.fixture(scope="session")
-def tls_self_signed(certificates):
-    yield from _tls_health(certificates, "self-signed", 90.5, trusted=False)
+tls_fresh = _tls_health("tls_fresh", 90.5, trusted=True)
+tls_expiring = _tls_health("tls_expiring", 10.5, trusted=True)
+tls_nearly_expired = _tls_health("tls_nearly_expired", 1.5, trusted=True)
+tls_self_signed = _tls_health("tls_self_signed", 90.5, trusted=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 NUM = r"\d+(?:\.\d+)?"
 TIME = rf"time={NUM}s;1;3;0"
 
@@ -41,12 +43,16 @@ def test_very_slow_answer_is_critical(inv, health_server):
                         run.line), run.line
 
 
-def test_unexpected_status_in_body_is_critical(inv, health_server):
+@pytest.mark.parametrize("mode, line", [
+    ("degraded", "LOOP CRITICAL - /health: HTTP 200 but status is 'degraded', expected 'ok'"),
+    ("login", "LOOP CRITICAL - /health: HTTP 200 but the body is not JSON (HTML page 'Sign in')"),
+    ("down", "LOOP CRITICAL - /health: HTTP 502 (nginx error page '502 Bad Gateway')"),
+])
+def test_wrong_answers_are_critical(inv, health_server, mode, line):
     base, behaviour = health_server
-    behaviour.mode = "degraded"
+    behaviour.mode = mode
     run = inv("health", PUBLIC_URL=base)
-    assert run.code == 2
-    assert run.line == "LOOP CRITICAL - /health: HTTP 200 but status is 'degraded', expected 'ok'"
+    assert (run.code, run.line) == (2, line)
 
 
 def test_expectation_is_configurable(inv, health_server):
@@ -54,22 +60,6 @@ def test_expectation_is_configurable(inv, health_server):
     behaviour.mode = "degraded"
     assert inv("health", PUBLIC_URL=base, HEALTH_EXPECT="version=4.1").code == 0
     assert inv("health", PUBLIC_URL=base, HEALTH_EXPECT="").code == 0
-
-
-def test_login_page_is_critical(inv, health_server):
-    base, behaviour = health_server
-    behaviour.mode = "login"
-    run = inv("health", PUBLIC_URL=base)
-    assert run.code == 2
-    assert run.line == "LOOP CRITICAL - /health: HTTP 200 but the body is not JSON (HTML page 'Sign in')"
-
-
-def test_proxy_error_is_critical(inv, health_server):
-    base, behaviour = health_server
-    behaviour.mode = "down"
-    run = inv("health", PUBLIC_URL=base)
-    assert run.code == 2
-    assert run.line == "LOOP CRITICAL - /health: HTTP 502 (nginx error page '502 Bad Gateway')"
 
 
 def test_transient_failures_are_retried_with_backoff(inv, health_server):
@@ -128,28 +118,16 @@ def test_json_output(inv, health_server):
     assert "alerting" not in report
 
 
-def test_certificate_far_from_expiry_is_ok(inv, tls_fresh):
-    base, ca = tls_fresh
+@pytest.mark.parametrize("server, code, text, days", [
+    ("tls_fresh", 0, r"LOOP OK - /health 200 in \d+ ms; certificate valid 90 days", 90),
+    ("tls_expiring", 1, r"LOOP WARNING - certificate expires in 10 days \(\d{4}-\d\d-\d\d\)", 10),
+    ("tls_nearly_expired", 2, r"LOOP CRITICAL - certificate expires in 1 day \(\d{4}-\d\d-\d\d\)", 1),
+])
+def test_certificate_days_left_against_thresholds(inv, request, server, code, text, days):
+    base, ca = request.getfixturevalue(server)
     run = inv("health", PUBLIC_URL=base, CHECK_CA_BUNDLE=ca)
-    assert run.code == 0, run
-    assert re.fullmatch(rf"LOOP OK - /health 200 in \d+ ms; certificate valid 90 days \| {TIME} "
-                        r"cert_days=90;14:;3:;0", run.line), run.line
-
-
-def test_certificate_near_expiry_is_warning(inv, tls_expiring):
-    base, ca = tls_expiring
-    run = inv("health", PUBLIC_URL=base, CHECK_CA_BUNDLE=ca)
-    assert run.code == 1, run
-    assert re.fullmatch(rf"LOOP WARNING - certificate expires in 10 days \(\d{{4}}-\d\d-\d\d\) \| {TIME} "
-                        r"cert_days=10;14:;3:;0", run.line), run.line
-
-
-def test_certificate_about_to_expire_is_critical(inv, tls_nearly_expired):
-    base, ca = tls_nearly_expired
-    run = inv("health", PUBLIC_URL=base, CHECK_CA_BUNDLE=ca)
-    assert run.code == 2, run
-    assert re.fullmatch(rf"LOOP CRITICAL - certificate expires in 1 day \(\d{{4}}-\d\d-\d\d\) \| {TIME} "
-                        r"cert_days=1;14:;3:;0", run.line), run.line
+    assert run.code == code, run
+    assert re.fullmatch(rf"{text} \| {TIME} cert_days={days};14:;3:;0", run.line), run.line
 
 
 def test_untrusted_certificate_is_critical(inv, tls_self_signed):
