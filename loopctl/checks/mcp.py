@@ -22,8 +22,6 @@ from .plugin import Perf, Report, Status, plural
 from .sse import EventStream
 
 SERVICE = "LOOP MCP"
-ERROR_HINTS = {proto.HEADER_MISMATCH: " (is a proxy dropping MCP headers?)"}
-
 Wire = ModernWire | HandshakeWire | SseWire
 
 
@@ -56,11 +54,15 @@ def open_modern(http: Http, url: str, auth: dict[str, str]) -> tuple[Wire, proto
         **auth, **ModernWire.headers(method)})
     _refuse_auth(posted.status, posted.headers)
     error = proto.modern_error(posted.message)
+    if error is not None and error["code"] == proto.UNSUPPORTED_VERSION:
+        supported = [str(v) for v in (error.get("data") or {}).get("supported") or []]
+        if not set(supported) & set(proto.HANDSHAKE_VERSIONS):
+            raise CheckFailed(f"{method}: the server refused {proto.MODERN_VERSION} and offers only "
+                              f"{', '.join(supported) or 'nothing'}, none of which the check speaks")
+        raise Fallback(f"{method}: the server offers {', '.join(supported)}")
     if error is not None:
-        supported = (error.get("data") or {}).get("supported") or []
-        if error["code"] == proto.UNSUPPORTED_VERSION and set(supported) & set(proto.HANDSHAKE_VERSIONS):
-            raise Fallback(f"{method}: the server offers {', '.join(supported)}")
-        raise CheckFailed(f"{proto.RpcError(method, error)}{ERROR_HINTS.get(error['code'], '')}")
+        proxy = " (is a proxy dropping MCP headers?)" if error["code"] == proto.HEADER_MISMATCH else ""
+        raise CheckFailed(f"{proto.RpcError(method, error)}{proxy}")
     if posted.status == 200 and isinstance(posted.message, dict) and "result" in posted.message:
         result = proto.result_of(posted.message, method, 1)
         if proto.supports_modern(result):
@@ -76,9 +78,7 @@ def open_handshake(http: Http, url: str, auth: dict[str, str]) -> tuple[Wire, pr
     _refuse_auth(posted.status, posted.headers)
     if posted.status == 200 and posted.message is not None:
         handshake = proto.handshake_from_initialize(proto.result_of(posted.message, "initialize", 1), "Streamable HTTP")
-        wire = HandshakeWire(http, url, auth, posted.headers.get("mcp-session-id"), handshake.version)
-        wire.notify("notifications/initialized")
-        return wire, handshake
+        return HandshakeWire(http, url, auth, posted.headers.get("mcp-session-id"), handshake.version), handshake
     if 400 <= posted.status < 500:
         raise Fallback(f"initialize HTTP {posted.status}")
     raise _not_mcp(f"POST {urlsplit(url).path}", posted)
@@ -100,9 +100,7 @@ def open_sse(http: Http, url: str, auth: dict[str, str]) -> tuple[Wire, proto.Ha
     try:
         endpoint = _endpoint_event(stream, url, until)
         wire = SseWire(http, stream, endpoint, auth)
-        handshake = proto.handshake_from_initialize(wire.call("initialize", proto.initialize_params()), wire.transport)
-        wire.notify("notifications/initialized")
-        return wire, handshake
+        return wire, proto.handshake_from_initialize(wire.call("initialize", proto.initialize_params()), wire.transport)
     except CheckFailed:
         stream.close()
         raise
@@ -126,9 +124,17 @@ def connect(http: Http, url: str, auth: dict[str, str]) -> tuple[Wire, proto.Han
     answers = []
     for opening in (open_modern, open_handshake, open_sse):
         try:
-            return opening(http, url, auth)
+            wire, handshake = opening(http, url, auth)
         except Fallback as fallback:
             answers.append(str(fallback))
+            continue
+        if handshake.version in proto.HANDSHAKE_VERSIONS:
+            try:
+                wire.notify("notifications/initialized")
+            except CheckFailed:
+                wire.close()
+                raise
+        return wire, handshake
     raise CheckFailed(f"not an MCP endpoint: {', '.join(answers)}")
 
 

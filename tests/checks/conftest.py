@@ -68,6 +68,7 @@ def _served(build):
 sse_server = _served(mcp_apps.production_sse_app)
 streamable_server = _served(mcp_apps.streamable_app)
 handshake_server = _served(mcp_apps.handshake_only_app)
+declines_modern_server = _served(mcp_apps.declines_modern_app)
 header_dropping_server = _served(mcp_apps.method_header_dropping_proxy_app)
 oauth_server = _served(mcp_apps.oauth_app)
 oauth_without_registration_server = _served(mcp_apps.oauth_without_registration_app)

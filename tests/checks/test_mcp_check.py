@@ -39,6 +39,12 @@ def test_pre_2026_streamable_server_gets_the_initialize_handshake(inv, handshake
     assert ok_line("Streamable HTTP", "2025-11-25").fullmatch(run.line), run.line
 
 
+def test_unsupported_version_error_naming_older_versions_leads_to_initialize(inv, declines_modern_server):
+    run = inv("mcp-check", PUBLIC_URL=declines_modern_server)
+    assert run.code == 0, run
+    assert ok_line("Streamable HTTP", "2025-11-25").fullmatch(run.line), run.line
+
+
 def test_url_flag_replaces_public_url(inv, sse_server):
     run = inv("mcp-check", "--url", sse_server, PUBLIC_URL="http://127.0.0.1:9")
     assert run.code == 0, run

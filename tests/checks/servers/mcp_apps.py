@@ -8,6 +8,7 @@
   by the MCP-Protocol-Version header and has no switch to turn 2026-07-28 off, so a thin
   ASGI shim drops a header naming a version the old SDKs did not know; the SDK then
   answers exactly as 1.x did (400, JSON-RPC -32600 "Missing session ID").
+- `declines_modern_app`: answers 2026-07-28 with -32022 listing only handshake versions.
 - `method_header_dropping_proxy_app`: the same behind a proxy that loses `Mcp-Method`.
 - `oauth_app`: Streamable HTTP behind bearer auth, with the SDK's RFC 9728 and RFC 8414
   documents and a token store holding one static token.
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions
 from mcp.server.mcpserver import MCPServer
@@ -79,6 +81,29 @@ def _names_a_modern_version(name: bytes, value: bytes) -> bool:
 
 def handshake_only_app(base: str) -> Any:
     return DropHeaders(make_server().streamable_http_app(), _names_a_modern_version)
+
+
+class DeclineModern:
+    """ASGI shim: answers a 2026-07-28 request with UnsupportedProtocolVersionError naming older versions.
+
+    The spec's way for a server to say "not that revision, but these"; the check must then
+    fall back to `initialize` instead of giving up.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and any(_names_a_modern_version(k, v) for k, v in scope["headers"]):
+            error = {"code": -32022, "message": "Unsupported protocol version",
+                     "data": {"supported": ["2025-11-25", "2025-06-18"], "requested": "2026-07-28"}}
+            await JSONResponse({"jsonrpc": "2.0", "id": 1, "error": error}, status_code=400)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def declines_modern_app(base: str) -> Any:
+    return DeclineModern(make_server().streamable_http_app())
 
 
 def method_header_dropping_proxy_app(base: str) -> Any:
