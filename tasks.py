@@ -2,7 +2,9 @@
 
 This file is the table of verbs and their flags; the logic lives in `loopctl/`.
 Modules are imported inside each verb so `inv --list` and the HTTP-only checks
-start without loading SSH libraries.
+start without loading the SSH libraries. `inv --dry VERB` prints every command
+that would change the NAS instead of running it; `inv --echo VERB` prints each
+command as it runs.
 """
 
 from invoke import task
@@ -11,9 +13,83 @@ from invoke import task
 @task
 def config(c):
     """Show the effective settings and where each came from; secrets redacted."""
-    from loopctl import verbs
+    from loopctl import settings
+    from loopctl.cli import fail
+    from loopctl.errors import LoopError
 
-    verbs.show_config()
+    try:
+        rows = settings.load().redacted()
+    except LoopError as error:
+        raise fail("config", error) from None
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        print(f"{name:<{width}}  {value}  [{source}]")
+
+
+@task(help={"json": "print machine-readable JSON instead of the table"})
+def status(c, json=False):
+    """Live color, every container of the stack (state, health, image, uptime), deployed commit, script drift."""
+    from loopctl import stack
+    from loopctl.cli import session
+
+    with session(c, "status", changes=False) as s:
+        stack.status(s, as_json=json)
+
+
+@task(help={
+    "tail": "lines to show from the end of the log (default 50)",
+    "follow": "keep streaming new lines until Ctrl-C",
+    "since": "only lines newer than this: a duration (10m, 2h, 1d) or a date (2026-11-25)",
+    "service": "api (default), auth or proxy",
+    "color": "blue or green: an api color other than the live one",
+})
+def logs(c, tail=50, follow=False, since=None, service="api", color=None):
+    """Show container logs; by default the live api container's last 50 lines."""
+    from loopctl import stack
+    from loopctl.cli import session
+
+    with session(c, "logs", changes=False) as s:
+        stack.logs(s, tail=tail, follow=follow, since=since, service=service, color=color)
+
+
+@task(help={"timeout": "seconds to wait for Docker to report it healthy (default DEPLOY_HEALTH_TIMEOUT)"})
+def restart(c, timeout=None):
+    """Restart the live api container and wait until Docker reports it healthy (it is down meanwhile)."""
+    from loopctl import stack
+    from loopctl.cli import session
+
+    with session(c, "restart", {"timeout": timeout}, changes=True) as s:
+        stack.restart(s, float(timeout or s.settings.deploy_health_timeout))
+
+
+@task
+def stop(c):
+    """Stop the live api container (the service goes down) and say how to bring it back."""
+    from loopctl import stack
+    from loopctl.cli import session
+
+    with session(c, "stop", changes=True) as s:
+        stack.stop(s)
+
+
+@task
+def setup(c):
+    """Install scripts/ and the deploy/ stack files into NAS_APP_DIR/.loopctl on the NAS (needs full sudo)."""
+    from loopctl import install
+    from loopctl.cli import session
+
+    with session(c, "setup", changes=True) as s:
+        install.setup(s)
+
+
+@task(help={"lines": "how many records (default 20)", "local": "show this workstation's copy instead of the NAS's"})
+def audit(c, lines=20, local=False):
+    """Show the latest audit records: who changed what on the NAS, when, and how it ended."""
+    from loopctl import audit
+    from loopctl.cli import session
+
+    with session(c, "audit", changes=False) as s:
+        audit.show(s, lines=lines, local=local)
 
 
 # --- Checks: HTTP only, plugin exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN ---
@@ -55,3 +131,59 @@ def mcp_check(c, url=None, timeout=None, json=False, quiet=False):
     from loopctl.checks import cli
 
     raise Exit(code=cli.mcp(url=url, timeout=timeout, as_json=json, quiet=quiet))
+
+
+@task(name="local-sync")
+def local_sync(c):
+    """Push the local branch, then fast-forward the NAS checkout to it (never resets anything there)."""
+    from loopctl import sync
+    from loopctl.cli import session
+
+    with session(c, "local-sync", changes=True) as s:
+        sync.local_sync(s)
+
+
+@task(help={
+    "no_sync": "skip local-sync: deploy what the NAS checkout already has",
+    "allow_drift": "deploy even though the NAS scripts differ from this checkout's (warns)",
+})
+def rebuild(c, no_sync=False, allow_drift=False):
+    """Zero-downtime blue-green deploy: local-sync, build the idle color, switch once it is healthy."""
+    from loopctl import deploy
+    from loopctl.cli import session
+
+    with session(c, "rebuild", {"no_sync": no_sync, "allow_drift": allow_drift}, changes=True) as s:
+        deploy.rebuild(s, sync=not no_sync, allow_drift=allow_drift)
+
+
+@task(help={"to": "a kept release's commit id (see `inv releases`) instead of the previous one"})
+def rollback(c, to=None):
+    """Switch back to the previous release (seconds when its container is kept), or --to an older one."""
+    from loopctl import deploy
+    from loopctl.cli import session
+
+    with session(c, "rollback", {"to": to}, changes=True) as s:
+        deploy.rollback(s, to=to)
+
+
+@task(name="rebuild-all", help={
+    "yes": "do not ask (required without a terminal)",
+    "no_sync": "skip local-sync first",
+})
+def rebuild_all(c, yes=False, no_sync=False):
+    """Recreate the whole stack with NEW OAuth keys (ends every session); backs the old keys up first."""
+    from loopctl import deploy
+    from loopctl.cli import session
+
+    with session(c, "rebuild-all", {"yes": yes, "no_sync": no_sync}, changes=True) as s:
+        deploy.rebuild_all(s, yes=yes, sync=not no_sync)
+
+
+@task(help={"lines": "how many releases (default 20)"})
+def releases(c, lines=20):
+    """The release history on the NAS: deploys, rollbacks and rebuild-alls, newest last."""
+    from loopctl import deploy
+    from loopctl.cli import session
+
+    with session(c, "releases", changes=False) as s:
+        deploy.releases(s, lines=lines)

@@ -1,0 +1,83 @@
+"""Glue between Invoke and the package: one session per verb.
+
+A session loads and checks the settings before anything connects, opens at most one SSH
+connection (lazily, on the first remote command), writes the audit record for verbs that
+change the NAS, and turns expected failures into one line on stderr and a distinct exit
+code instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from invoke import Context
+from invoke.exceptions import Exit
+
+from . import audit, settings as settings_module
+from .errors import LoopError
+from .runner import Local, Nas
+
+
+def fail(verb: str, error: LoopError) -> Exit:
+    return Exit(f"inv {verb}: error: {error}", error.code)
+
+
+def load_settings(verb: str, *required: str) -> settings_module.Settings:
+    try:
+        loaded = settings_module.load()
+        loaded.require(*required)
+        return loaded
+    except LoopError as error:
+        raise fail(verb, error) from None
+
+
+class Session:
+    def __init__(self, c: Context, verb: str, settings: settings_module.Settings):
+        dry, echo = bool(c.config.run.dry), bool(c.config.run.echo)
+        self.verb = verb
+        self.settings = settings
+        self.nas = Nas(settings, dry=dry, echo=echo)
+        self.local = Local(settings, dry=dry, echo=echo)
+        self.dry = dry
+
+    def say(self, text: str = "") -> None:
+        print(text, flush=True)
+
+    def warn(self, text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def session(c: Context, verb: str, args: dict[str, Any] | None = None, *, changes: bool) -> Iterator[Session]:
+    """Run a verb. `changes`: it may change the NAS, so it leaves an audit record."""
+    s = Session(c, verb, load_settings(verb, *settings_module.SSH_REQUIRED))
+    started, status = time.monotonic(), 1
+    try:
+        yield s
+        status = 0
+    except LoopError as error:
+        status = error.code
+        raise fail(verb, error) from None
+    except KeyboardInterrupt:
+        status = 130
+        raise Exit(f"inv {verb}: interrupted", 130) from None
+    finally:
+        if changes and not s.dry:
+            record_audit(s, args or {}, status, time.monotonic() - started)
+        s.nas.close()
+
+
+def record_audit(s: Session, args: dict[str, Any], status: int, seconds: float) -> None:
+    """Locally always; on the NAS when this verb reached it (a verb refused before
+    connecting, or a NAS that cannot be reached, leaves the local record only)."""
+    record = audit.make_record(s.verb, args, s.nas.where, status, seconds)
+    audit.append_local(s.settings.audit_log, record)
+    if not s.nas.is_open:
+        return
+    try:
+        audit.append_remote(s.nas, record)
+    except LoopError as error:
+        s.warn(f"the audit record was kept locally ({s.settings.audit_log}) but not on the NAS: {error}")

@@ -1,0 +1,270 @@
+"""The one place commands run: on the NAS over one SSH connection, or on the workstation.
+
+Commands arrive as argv lists (see `commands.py`). Here, and only here, they are quoted,
+given sudo, printed under `--echo`/`--dry`, skipped under `--dry` when they change
+something, kept free of secrets in everything printed or returned, and their failures
+turned into one-line errors with distinct exit codes.
+
+Why the sudo dance: the password is typed into sudo's own prompt by a watcher on the
+SSH channel (`sudo --stdin` reads it). It never appears in a command line, an echo, an
+environment variable or the output, unlike the `echo PASSWORD | sudo -S` it replaces.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Iterable, Sequence, TextIO
+
+from .errors import AuthFailed, HostKeyError, RemoteFailed, Unreachable
+from .settings import Settings
+
+SUDO_PROMPT = "[loopctl] sudo password:"
+PROBE_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Output:
+    stdout: str
+    stderr: str
+    exited: int
+
+    def tail(self, lines: int = 3) -> str:
+        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        return " | ".join(text[-lines:]) or "no output"
+
+
+class Scrubbed:
+    """A text stream that, line by line, blanks out secrets and drops sudo's prompt before
+    anything reaches the terminal."""
+
+    def __init__(self, stream: TextIO, secrets: Iterable[str]):
+        self.stream = stream
+        self.secrets = [secret for secret in secrets if secret]
+        self.pending = ""
+
+    def hide_secrets(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "****")
+        return text
+
+    def scrub(self, text: str) -> str:
+        return self.hide_secrets(text.replace(SUDO_PROMPT, ""))
+
+    def write(self, data: str) -> None:
+        self.pending += data
+        *lines, self.pending = self.pending.split("\n")
+        if lines:
+            self.stream.write(self.scrub("\n".join(lines) + "\n"))
+            self.stream.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.stream.write(self.scrub(self.pending))
+            self.pending = ""
+        self.stream.flush()
+
+
+class Runner:
+    """What both places share: `probe` runs even under --dry (it only reads), `change`
+    is printed instead of run under --dry. Subclasses only execute."""
+
+    where = ""
+
+    def __init__(self, settings: Settings, dry: bool = False, echo: bool = False,
+                 out: TextIO = sys.stdout, err: TextIO = sys.stderr):
+        self.settings = settings
+        self.dry = dry
+        self.echo = echo
+        self.out = Scrubbed(out, settings.secrets())
+        self.err = Scrubbed(err, settings.secrets())
+        self.changed = False
+
+    def probe(self, argv: Sequence[str], *, sudo: bool = False, ok: Sequence[int] = (0,)) -> Output:
+        """Run a read-only command; it runs under --dry too, so the printed plan is the true one."""
+        return self._run(argv, sudo=sudo, ok=ok, stream=False, pty=False, timeout=PROBE_TIMEOUT)
+
+    def follow(self, argv: Sequence[str], *, sudo: bool = False) -> Output:
+        """Stream a read-only command until it ends or Ctrl-C; any exit status is returned."""
+        return self._run(argv, sudo=sudo, ok=None, stream=True, pty=True, timeout=None)
+
+    def change(self, argv: Sequence[str], *, sudo: bool = True, ok: Sequence[int] = (0,),
+               stream: bool = False) -> Output | None:
+        """Run a command that changes state; None under --dry, where it is only printed."""
+        if self.dry:
+            self.show(argv, sudo)
+            return None
+        self.changed = True
+        return self._run(argv, sudo=sudo, ok=ok, stream=stream, pty=False, timeout=None)
+
+    def command_line(self, argv: Sequence[str], sudo: bool) -> str:
+        return shlex.join(argv)
+
+    def show(self, argv: Sequence[str], sudo: bool) -> None:
+        self.out.flush()
+        self.out.stream.write(self.out.hide_secrets(f"[{self.where}] {self.command_line(argv, sudo)}\n"))
+        self.out.stream.flush()
+
+    def _run(self, argv, *, sudo, ok, stream, pty, timeout) -> Output:
+        if self.echo:
+            self.show(argv, sudo)
+        result = self._execute(argv, sudo=sudo, stream=stream, pty=pty, timeout=timeout)
+        result = Output(self.out.scrub(result.stdout), self.out.scrub(result.stderr), result.exited)
+        if ok is not None and result.exited not in ok:
+            raise self._failure(argv, result)
+        return result
+
+    def _failure(self, argv: Sequence[str], result: Output) -> Exception:
+        return RemoteFailed(f"{self.where}: `{shlex.join(argv)}` exited {result.exited}: {result.tail()}")
+
+    def _execute(self, argv, *, sudo, stream, pty, timeout) -> Output:
+        raise NotImplementedError
+
+
+class Local(Runner):
+    """Commands on the workstation (git), without a shell."""
+
+    where = "local"
+
+    def _execute(self, argv, *, sudo, stream, pty, timeout) -> Output:
+        try:
+            done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            raise RemoteFailed(f"local: {argv[0]} is not installed") from None
+        return Output(done.stdout, done.stderr, done.returncode)
+
+
+class PinnedHostKeys:
+    """Paramiko policy for a host missing from NAS_KNOWN_HOSTS: refuse, showing the
+    fingerprint and how to check and pin it. (Fabric's default adds any key silently.)"""
+
+    def __init__(self, known_hosts: str):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        import base64
+        import hashlib
+
+        fingerprint = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+        raise HostKeyError(
+            f"host key of {hostname} is not in {self.known_hosts} ({key.get_name()} SHA256:{fingerprint}); "
+            f"compare it with `ssh-keygen -lf /etc/ssh/ssh_host_{key.get_name().split('-')[-1]}_key.pub` "
+            f"run on the NAS itself, then pin it: ssh-keyscan -p PORT HOST >> {self.known_hosts}")
+
+
+class Nas(Runner):
+    """One SSH connection to the NAS for the whole verb, opened on first use."""
+
+    def __init__(self, settings: Settings, dry: bool = False, echo: bool = False,
+                 out: TextIO = sys.stdout, err: TextIO = sys.stderr):
+        super().__init__(settings, dry, echo, out, err)
+        self.where = f"{settings.nas_user}@{settings.nas_host}:{settings.nas_port}"
+        self._connection = None
+
+    def command_line(self, argv: Sequence[str], sudo: bool) -> str:
+        if not sudo:
+            return shlex.join(argv)
+        if self.settings.nas_sudo_password:
+            return shlex.join(["sudo", "--stdin", f"--prompt={SUDO_PROMPT}", "--", *argv])
+        return shlex.join(["sudo", "--non-interactive", "--", *argv])
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None
+
+    @property
+    def connection(self):
+        if self._connection is None:
+            self._connection = self._open()
+        return self._connection
+
+    def _open(self):
+        import paramiko
+        from fabric import Config, Connection
+
+        s = self.settings
+        known_hosts = str(s.nas_known_hosts)
+        if not s.nas_known_hosts.is_file():
+            raise HostKeyError(f"NAS_KNOWN_HOSTS file {known_hosts} does not exist; pin the NAS host key first "
+                               f"(see README: 'Pin the host key')")
+        connect_kwargs = {"key_filename": [str(s.nas_ssh_key)]} if s.nas_ssh_key else {}
+        conn = Connection(s.nas_host, user=s.nas_user, port=s.nas_port, connect_timeout=s.nas_connect_timeout,
+                          connect_kwargs=connect_kwargs, config=Config(overrides={"load_ssh_configs": True}))
+        conn.client.load_system_host_keys(known_hosts)
+        conn.client.set_missing_host_key_policy(PinnedHostKeys(known_hosts))
+        try:
+            conn.open()
+        except HostKeyError:
+            raise
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(f"host key of {self.where} CHANGED (offered {exc.key.get_name()}, pinned in "
+                               f"{known_hosts} differs): possible interception; refusing. If the NAS was "
+                               f"reinstalled, verify the new key on its console and replace the pinned line") from None
+        except paramiko.AuthenticationException:
+            raise AuthFailed(f"SSH login as {s.nas_user} on {s.nas_host}:{s.nas_port} was refused "
+                             f"(check NAS_USER, NAS_SSH_KEY or your ssh-agent)") from None
+        except (socket.timeout, TimeoutError):
+            raise Unreachable(f"cannot reach {self.where}: no answer within {s.nas_connect_timeout:g}s") from None
+        except (OSError, paramiko.SSHException) as exc:
+            raise Unreachable(f"cannot reach {self.where}: {describe(exc)}") from None
+        conn.transport.set_keepalive(15)
+        return conn
+
+    def _execute(self, argv, *, sudo, stream, pty, timeout) -> Output:
+        from invoke.exceptions import CommandTimedOut, Failure
+        from invoke.watchers import FailingResponder
+
+        watchers = []
+        password = self.settings.nas_sudo_password
+        if sudo and password:
+            watchers.append(FailingResponder(pattern=re.escape(SUDO_PROMPT), response=password + "\n",
+                                             sentinel="Sorry, try again."))
+        try:
+            # An explicit out_stream would un-hide the output, so streams are given only to stream.
+            streams = {"out_stream": self.out, "err_stream": self.err} if stream else {}
+            # A pty makes the remote command end with the session (Ctrl-C, dropped link); sudo
+            # turns echo off on it while it reads the password.
+            result = self.connection.run(self.command_line(argv, sudo), warn=True, hide=not stream, pty=pty,
+                                         in_stream=False, watchers=watchers, timeout=timeout, **streams)
+        except CommandTimedOut:
+            raise RemoteFailed(f"{self.where}: `{shlex.join(argv)}` timed out after {timeout}s") from None
+        except Failure:
+            self.close()
+            raise AuthFailed(f"sudo on {self.where} rejected NAS_SUDO_PASSWORD") from None
+        finally:
+            self.out.flush()
+            self.err.flush()
+        return Output(result.stdout, result.stderr, result.exited)
+
+    def _failure(self, argv, result: Output) -> Exception:
+        if "a password is required" in result.stderr:
+            return AuthFailed(f"sudo on {self.where} wants a password: set NAS_SUDO_PASSWORD, or add the "
+                              f"passwordless sudoers line from the README")
+        if re.search(r"is not allowed to execute|not in the sudoers file", result.stderr):
+            return AuthFailed(f"sudo on {self.where} refused `{shlex.join(argv)}`: {result.tail(1)}")
+        return super()._failure(argv, result)
+
+    def put(self, local_path: str, remote_path: str) -> None:
+        """Upload a file as the SSH user (into a temp folder; a sudo'd step moves it into place)."""
+        if self.dry:
+            self.show(["sftp-put", local_path, remote_path], sudo=False)
+            return
+        self.connection.put(local_path, remote_path)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def describe(exc: BaseException) -> str:
+    """A short human reason for a connection error."""
+    if isinstance(exc, socket.gaierror):
+        return "unknown host name"
+    if isinstance(exc, ConnectionRefusedError) or "Unable to connect" in str(exc):
+        return "connection refused (is SSH enabled on that port?)"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,83 @@
+"""`inv local-sync`: workstation -> git remote -> NAS checkout, fast-forward only.
+
+The NAS checkout is also where the app writes its vault, so it may hold files nobody
+committed: git's own fast-forward keeps every untracked or unaffected file, and refuses
+(listing the files) where the update would overwrite a local change. Nothing on the NAS
+is ever reset, stashed or discarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import commands
+from .cli import Session
+from .errors import Refused, RemoteFailed
+from .stack import deploy_in_progress
+
+
+@dataclass(frozen=True)
+class Synced:
+    branch: str
+    pushed_from: str
+    pushed_to: str
+    nas_from: str
+    nas_to: str
+
+
+def listed_files(git_message: str) -> list[str]:
+    """The tab-indented file names git prints under 'would be overwritten by merge'."""
+    return [line.strip() for line in git_message.splitlines() if line.startswith("\t")]
+
+
+def short(commit: str) -> str:
+    return commit[:12] if commit else "none"
+
+
+def local_sync(s: Session) -> Synced:
+    repo, remote, app = str(s.settings.local_repo), s.settings.git_remote, s.settings.nas_app_dir
+    branch = s.settings.git_branch or s.local.probe(commands.current_branch(repo), ok=(0, 1, 128)).stdout.strip()
+    if not branch:
+        raise Refused(f"{repo} is not on a branch (detached HEAD or not a git repository); set GIT_BRANCH")
+
+    dirty = s.local.probe(commands.dirty_files(repo)).stdout.splitlines()
+    if dirty:
+        raise Refused(f"{repo} has uncommitted changes; commit or stash them first: "
+                      + ", ".join(line[3:] for line in dirty))
+    local_head = s.local.probe(commands.head(repo)).stdout.strip()
+    remote_before = s.local.probe(commands.resolve(repo, f"{remote}/{branch}"), ok=(0, 1)).stdout.strip()
+
+    holder = deploy_in_progress(s.nas)
+    if holder:
+        raise Refused(f"not touching the NAS checkout while a deploy runs: {holder}")
+    nas_branch = s.nas.probe(commands.current_branch(app), ok=(0, 1, 128)).stdout.strip()
+    if nas_branch != branch:
+        raise Refused(f"the NAS checkout {app} is on {nas_branch or 'no branch'!r}, not {branch!r}; "
+                      f"switch it there by hand (loopctl never changes branches on the NAS)")
+    nas_before = s.nas.probe(commands.head(app)).stdout.strip()
+
+    s.say(f"==> pushing {branch} ({short(local_head)}) to {remote}")
+    pushed = s.local.change(commands.push(repo, remote, branch), ok=(0, 1))
+    if pushed and pushed.exited != 0:
+        if "[rejected]" in pushed.stdout or "rejected" in pushed.stderr:
+            raise Refused(f"{remote} rejected the push: it has commits you do not have; pull (or rebase) "
+                          f"first, then run again")
+        raise RemoteFailed(f"git push to {remote} failed: {pushed.tail()}")
+
+    s.say(f"==> fast-forwarding the NAS checkout {app}")
+    s.nas.change(commands.fetch(app, remote, branch), sudo=False)
+    merged = s.nas.change(commands.fast_forward(app, remote, branch), sudo=False, ok=(0, 1, 128))
+    if merged and merged.exited != 0:
+        files = listed_files(merged.stderr + merged.stdout)
+        if files:
+            raise Refused(f"the update would overwrite local changes on the NAS, so nothing there changed: "
+                          f"{', '.join(files)} (commit, move or remove them on the NAS yourself)")
+        raise Refused(f"the NAS checkout cannot fast-forward to {remote}/{branch}: {merged.tail(2)}")
+
+    nas_after = s.nas.probe(commands.head(app)).stdout.strip() if not s.dry else local_head
+    if nas_after != local_head:
+        raise RemoteFailed(f"the NAS checkout is at {short(nas_after)}, not the pushed {short(local_head)}")
+    synced = Synced(branch, remote_before, local_head, nas_before, nas_after)
+    s.say(f"    local {branch}: {remote}/{branch} {short(synced.pushed_from)} -> {short(synced.pushed_to)}")
+    s.say(f"    NAS   {branch}: {short(synced.nas_from)} -> {short(synced.nas_to)}")
+    return synced

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Run one of the change scripts in its own session with its output in a log file, and
+# stream that log. If the SSH session that started it drops, only the streaming stops:
+# the script finishes (or backs out) and releases its lock on its own.
+set -Eeuo pipefail
+
+usage() {
+  echo "usage: detach.sh deploy-blue-green|rollback|rebuild-all [FLAGS...]" >&2
+  exit 64
+}
+
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+readonly RUNS=$LOOP_STATE_DIR/runs
+
+main() {
+  local name=${1:-} id log pid
+  # Only the known scripts: sudoers may allow this one, it must not run anything else.
+  case $name in
+    deploy-blue-green | rollback | rebuild-all) shift ;;
+    *) usage ;;
+  esac
+  umask 022
+  mkdir -p "$RUNS"
+  find "$RUNS" -type f -mtime +30 -delete
+  id=$(date -u +%Y%m%dT%H%M%SZ)-$name-$$
+  log=$RUNS/$id.log
+  : >"$log"
+  # shellcheck disable=SC2016  # expanded by the inner bash: $1 is the log, then the command
+  setsid bash -c '"${@:2}" >"$1" 2>&1 </dev/null; echo $? >"$1.rc"' detached "$log" \
+    "$(dirname "$0")/$name.sh" "$@" &
+  pid=$!
+  step "$name runs on the NAS as $id (log: $log)"
+  tail -n +1 -s 0.2 --pid="$pid" -f "$log" || true
+  [[ -s $log.rc ]] || die "$name ended without an exit status; see $log"
+  exit "$(cat "$log.rc")"
+}
+
+main "$@"
