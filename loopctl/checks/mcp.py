@@ -51,7 +51,7 @@ def _not_mcp(what: str, posted: Posted) -> CheckFailed:
 def open_modern(http: Http, url: str, auth: dict[str, str]) -> tuple[Wire, proto.Handshake]:
     method = "server/discover"
     posted = post_message(http, url, proto.request(1, method, proto.modern_params(None)), {
-        **auth, **ModernWire.headers(method)})
+        **auth, **ModernWire.routing_headers(method)})
     _refuse_auth(posted.status, posted.headers)
     error = proto.modern_error(posted.message)
     if error is not None and error["code"] == proto.UNSUPPORTED_VERSION:
@@ -158,13 +158,13 @@ def check(report: Report, http: Http, url: str, auth: dict[str, str]) -> None:
         wire.close()
     timings = {"handshake": opened - started, "tools_list": time.monotonic() - opened}
     report.add(Status.OK, (
-        f"{handshake.transport}, protocol {handshake.version}, server {handshake.server}, "
-        f"{plural(tools, 'tool')}; "
+        f"{handshake.transport}, protocol {handshake.version}, server {handshake.server}, {plural(tools, 'tool')}; "
         f"handshake {timings['handshake'] * 1000:.0f} ms, tools/list {timings['tools_list'] * 1000:.0f} ms"))
     report.perfdata += [Perf("handshake", round(timings["handshake"], 3), "s"), Perf("tools", tools)]
     report.details.update(
         transport=handshake.transport, protocol_version=handshake.version,
-        server_name=handshake.server_name, server_version=handshake.server_version, capabilities=handshake.capabilities, tools=tools,
+        server_name=handshake.server_name, server_version=handshake.server_version,
+        capabilities=handshake.capabilities, tools=tools,
         timings_ms={name: round(seconds * 1000, 1) for name, seconds in timings.items()},
     )
 

@@ -74,8 +74,8 @@ def answer(posted: Posted, method: str, request_id: int) -> dict[str, Any]:
     raise CheckFailed(f"{method}: {posted.describe()}")
 
 
-class _Numbered:
-    """Request ids: the opening probe is 1, so a wire continues from 2."""
+class _RequestIds:
+    """JSON-RPC ids within one session; the opening request had id 1."""
 
     def __init__(self) -> None:
         self._ids = itertools.count(2)
@@ -84,7 +84,7 @@ class _Numbered:
         return next(self._ids)
 
 
-class ModernWire(_Numbered):
+class ModernWire(_RequestIds):
     transport = "Streamable HTTP"
 
     def __init__(self, http: Http, url: str, auth: dict[str, str]):
@@ -92,19 +92,20 @@ class ModernWire(_Numbered):
         self.http, self.url, self.auth = http, url, auth
 
     @staticmethod
-    def headers(method: str) -> dict[str, str]:
+    def routing_headers(method: str) -> dict[str, str]:
         return {"MCP-Protocol-Version": proto.MODERN_VERSION, "Mcp-Method": method}
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         request_id = self.next_id()
         message = proto.request(request_id, method, proto.modern_params(params))
-        return answer(post_message(self.http, self.url, message, {**self.auth, **self.headers(method)}), method, request_id)
+        posted = post_message(self.http, self.url, message, {**self.auth, **self.routing_headers(method)})
+        return answer(posted, method, request_id)
 
     def close(self) -> None:
         """Nothing to end: 2026-07-28 has no sessions."""
 
 
-class HandshakeWire(_Numbered):
+class HandshakeWire(_RequestIds):
     transport = "Streamable HTTP"
 
     def __init__(self, http: Http, url: str, auth: dict[str, str], session_id: str | None, version: str):
@@ -132,7 +133,7 @@ class HandshakeWire(_Numbered):
                 pass  # the verdict is in; a server that cannot end a session will expire it
 
 
-class SseWire(_Numbered):
+class SseWire(_RequestIds):
     transport = "legacy HTTP+SSE"
 
     def __init__(self, http: Http, stream: EventStream, endpoint: str, auth: dict[str, str]):

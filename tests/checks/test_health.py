@@ -153,8 +153,10 @@ def test_bad_settings_are_unknown(inv, health_server):
     base, _ = health_server
     assert inv("health").line.startswith("LOOP UNKNOWN - PUBLIC_URL is not set")
     run = inv("health", PUBLIC_URL=base, HEALTH_EXPECT="ok")
-    assert (run.code, run.line) == (3, "LOOP UNKNOWN - HEALTH_EXPECT='ok' is invalid: expected key=value, e.g. status=ok")
+    assert (run.code, run.line) == (
+        3, "LOOP UNKNOWN - HEALTH_EXPECT='ok' is invalid: expected key=value, e.g. status=ok")
     run = inv("health", "--retries", "many", PUBLIC_URL=base)
-    assert (run.code, run.line) == (3, "LOOP UNKNOWN - CHECK_RETRIES='many' is invalid: expected a whole number (0 or more)")
+    assert (run.code, run.line) == (
+        3, "LOOP UNKNOWN - CHECK_RETRIES='many' is invalid: expected a whole number (0 or more)")
     run = inv("health", PUBLIC_URL=base, HEALTH_WARN_SECONDS="5")
     assert (run.code, run.line) == (3, "LOOP UNKNOWN - HEALTH_WARN_SECONDS must not be above HEALTH_CRIT_SECONDS")
