@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import commands
 from .cli import Session
-from .errors import RemoteFailed
+from .errors import AuthFailed, RemoteFailed
 from .runner import Nas
 from .settings import PROJECT_DIR, Settings
 
@@ -117,7 +117,11 @@ def setup(s: Session) -> None:
             local_archive.write_bytes(archive(files))
             nas.put(str(local_archive), f"{upload_dir}/bundle.tar")
         nas.change(commands.unpack(f"{upload_dir}/bundle.tar", upload_dir), sudo=False)
-        result = nas.change(commands.install_bundle(s.settings, upload_dir), sudo=True)
+        try:
+            result = nas.change(commands.install_bundle(s.settings, upload_dir), sudo=True)
+        except AuthFailed as error:
+            raise AuthFailed(f"{error} (the installer runs as root from a temporary folder, so `inv setup` "
+                             f"needs full sudo: run it once with NAS_SUDO_PASSWORD set)") from None
     finally:
         nas.change(commands.remove_upload_dir(upload_dir), sudo=False)
     if result is None:

@@ -191,7 +191,9 @@ class Nas(Runner):
         if not s.nas_known_hosts.is_file():
             raise HostKeyError(f"NAS_KNOWN_HOSTS file {known_hosts} does not exist; pin the NAS host key first "
                                f"(see README: 'Pin the host key')")
-        connect_kwargs = {"key_filename": [str(s.nas_ssh_key)]} if s.nas_ssh_key else {}
+        # The SSH banner and the authentication get the same bound as the TCP connect.
+        connect_kwargs = {"banner_timeout": s.nas_connect_timeout, "auth_timeout": s.nas_connect_timeout,
+                          **({"key_filename": [str(s.nas_ssh_key)]} if s.nas_ssh_key else {})}
         conn = Connection(s.nas_host, user=s.nas_user, port=s.nas_port, connect_timeout=s.nas_connect_timeout,
                           connect_kwargs=connect_kwargs, config=Config(overrides={"load_ssh_configs": True}))
         conn.client.load_system_host_keys(known_hosts)

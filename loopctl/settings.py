@@ -136,7 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
     # Deploying
     Setting("DEPLOY_HEALTH_TIMEOUT", "120", positive_int, "seconds a new container has to become healthy"),
     Setting("DEPLOY_VERIFY_SECONDS", "30", positive_int, "seconds to verify traffic through the proxy after a switch"),
-    Setting("ROLLBACK_VERIFY_SECONDS", "3", positive_int, "seconds to verify traffic after a rollback's switch"),
+    Setting("ROLLBACK_VERIFY_SECONDS", "2", positive_int, "seconds to verify traffic after a rollback's switch"),
     Setting("KEEP_RELEASES", "5", positive_int, "release images kept for rollback --to"),
     # The stack on the NAS (written to stack.env by `inv setup`)
     Setting("STACK_BASE_IMAGE", "python:3.12-slim", stack_value, "base image the app is built on"),

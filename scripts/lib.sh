@@ -191,14 +191,17 @@ switch_to() {
   fi
 }
 
-# verify_through_proxy COLOR SECONDS: for the window, every request through the proxy must be
-# a 200 from COLOR. The reload is asynchronous, so the old color may answer for a moment first.
+# verify_through_proxy COLOR SECONDS: for the window, every request through the proxy (four a
+# second) must be a 200 from COLOR. The reload is asynchronous, so the old color may answer
+# for a moment first; after 10 s that counts as a failed switch.
 verify_through_proxy() {
-  local color=$1 end=$((SECONDS + $2)) grace=$((SECONDS + 10)) seen=0 code served
+  local color=$1 window=$(($2 * 1000)) start seen=0 code served waited
   local url="http://${PROXY_HOST:-127.0.0.1}:$PROXY_PORT/health"
-  while ((SECONDS < end || !seen)); do
+  start=$(ms_now)
+  while :; do
     read -r code served < <(curl -sS -m 3 -o /dev/null -D - "$url" 2>/dev/null |
       awk 'NR == 1 { code = $2 } tolower($1) == "x-loop-color:" { c = $2 } END { gsub(/\r/, "", c); print (code ? code : 0), c }')
+    waited=$(($(ms_now) - start))
     if [[ $code != 200 ]]; then
       warn "proxy answered $code for $url"
       return 1
@@ -207,11 +210,12 @@ verify_through_proxy() {
     elif ((seen)); then
       warn "traffic went back to '$served'"
       return 1
-    elif ((SECONDS >= grace)); then
-      warn "traffic still reaches '$served' after the reload"
+    elif ((waited >= 10000)); then
+      warn "traffic still reaches '$served' 10s after the reload"
       return 1
     fi
-    sleep 1
+    ((seen && waited >= window)) && return 0
+    sleep 0.25
   done
 }
 

@@ -14,7 +14,7 @@ USAGE
 . "$(dirname "$0")/lib.sh"
 
 HEALTH_TIMEOUT=120
-VERIFY_SECONDS=3
+VERIFY_SECONDS=2
 
 # The kept image tag for a commit id (either may be the longer one); fails unless exactly one.
 kept_tag() {

@@ -1,0 +1,185 @@
+"""Helpers for the end-to-end tests on the sandbox NAS (rig/up.sh): run verbs the way a
+user does, generate load through the proxy, hold an SSE stream open, edit the app repo."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RIG_STATE = REPO / "rig" / ".state"
+NAS_ENV = RIG_STATE / "nas.env"
+NASBOT_ENV = RIG_STATE / "nasbot.env"
+APP_DIR = "/srv/loop-rig/volume1/LOOP_CORE/vault/LOOP"
+LOOPCTL_HOME = f"{APP_DIR}/.loopctl"
+WORKSTATION = RIG_STATE / "workstation" / "loop-app"
+PROXY = ("127.0.0.1", 8082)
+
+
+def sudo_password() -> str:
+    return (RIG_STATE / "sudo-password").read_text()
+
+
+def inv(*args: str, env_file: Path = NAS_ENV, env: dict | None = None, timeout: float = 300,
+        stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    """Run `inv ARGS` as a user would: a new process, no terminal, settings from env_file."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NAS_", "STACK_", "DEPLOY_"))}
+    full_env.update({"LOOP_ENV_FILE": str(env_file), **(env or {})})
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, env=full_env, stdin=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def inv_process(*args: str, env_file: Path = NAS_ENV, env: dict | None = None) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NAS_", "STACK_", "DEPLOY_"))}
+    full_env.update({"LOOP_ENV_FILE": str(env_file), "PYTHONUNBUFFERED": "1", **(env or {})})
+    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=REPO, env=full_env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def sh(command: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=check)
+
+
+def get(path: str, timeout: float = 3) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection(*PROXY, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def serving() -> tuple[str, str]:
+    """(color, commit) answering through the proxy right now."""
+    status, headers, body = get("/health")
+    assert status == 200, (status, body)
+    return headers["x-loop-color"], json.loads(body)["commit"]
+
+
+def running_api_colors() -> list[str]:
+    out = sh("docker ps --filter name=loop-api- --format '{{.Names}}'").stdout.split()
+    return sorted(name.removeprefix("loop-api-") for name in out)
+
+
+def lock_is_free() -> bool:
+    return sh(f"flock --nonblock {LOCKFILE} true", check=False).returncode == 0
+
+
+LOCKFILE = f"{LOOPCTL_HOME}/state/deploy.lock"
+
+
+def commit_change(label: str, *, health_status: int = 200) -> str:
+    """Commit a change to the example app in the workstation clone; returns the short commit.
+    health_status != 200 makes the new version's /health fail (a broken release)."""
+    main = WORKSTATION / "app" / "main.py"
+    text = main.read_text()
+    marker = "# release: "
+    lines = [line for line in text.splitlines() if not line.startswith(marker) and "BROKEN_HEALTH" not in line]
+    lines.append(f"{marker}{label}")
+    if health_status != 200:
+        lines.append(f"app.router.routes.insert(0, __import__('fastapi').routing.APIRoute('/health', "
+                     f"lambda: __import__('fastapi').Response(status_code={health_status})))  # BROKEN_HEALTH")
+    main.write_text("\n".join(lines) + "\n")
+    git = ["git", "-C", str(WORKSTATION)]
+    subprocess.run([*git, "commit", "-qam", f"test: {label}"], check=True)
+    return subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@dataclass
+class Load:
+    """Steady GET /health through the proxy at `rate` requests a second, each on a new
+    connection (as monitors and new clients do), counting every failure."""
+
+    rate: int = 60
+    threads: int = 4
+    total: int = 0
+    failures: list = field(default_factory=list)
+    colors: set = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workers: list = field(default_factory=list)
+
+    def _work(self) -> None:
+        interval = self.threads / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                status, headers, _ = get("/health", timeout=5)
+                error = None if status == 200 else f"HTTP {status}"
+            except Exception as exc:  # every kind of failure counts
+                error, headers = f"{type(exc).__name__}: {exc}", {}
+            with self._lock:
+                self.total += 1
+                if error:
+                    self.failures.append((time.time(), error))
+                if headers.get("x-loop-color"):
+                    self.colors.add(headers["x-loop-color"])
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def __enter__(self) -> "Load":
+        self.started = time.monotonic()
+        self._workers = [threading.Thread(target=self._work, daemon=True) for _ in range(self.threads)]
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join()
+        self.seconds = time.monotonic() - self.started
+
+    @property
+    def per_second(self) -> float:
+        return self.total / self.seconds
+
+
+class SseClient(threading.Thread):
+    """Holds GET /mcp (the legacy SSE stream) open and notes when it ends."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.endpoint: str | None = None
+        self.ended_at: float | None = None
+        self.connected = threading.Event()
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection(*PROXY, timeout=120)
+        try:
+            conn.request("GET", "/mcp", headers={"Accept": "text/event-stream"})
+            response = conn.getresponse()
+            while True:
+                line = response.fp.readline()
+                if not line:
+                    break
+                if line.startswith(b"data: /mcp/messages/"):
+                    self.endpoint = line[6:].decode().strip()
+                    self.connected.set()
+        except OSError:
+            pass
+        finally:
+            self.ended_at = time.time()
+            conn.close()
+
+
+def stream_lines(process: subprocess.Popen) -> list[tuple[float, str]]:
+    """Read a process's output to the end, stamping each line with the time it arrived."""
+    lines = []
+    for line in process.stdout:
+        lines.append((time.time(), line.rstrip("\n")))
+    process.wait()
+    return lines
+
+
+def first_time(lines: list[tuple[float, str]], text: str) -> float:
+    return next(stamp for stamp, line in lines if text in line)
