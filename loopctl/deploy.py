@@ -51,15 +51,20 @@ def run_script(s: Session, name: str, flags: list[str]) -> dict[str, str]:
         raise
     if result is None:
         return {}
-    if result.exited == LOCKED:
-        raise Refused(f"{name} refused: {result.tail(1)}")
-    if result.exited == NOTHING_TO_ROLL_BACK:
-        raise Refused(result.tail(1).removeprefix("ERROR: "))
+    reason = script_error(result.stdout + result.stderr) or result.tail(1)
+    if result.exited in (LOCKED, NOTHING_TO_ROLL_BACK):
+        raise Refused(reason)
     if result.exited == USAGE:
-        raise ConfigError(f"{name}: {result.tail(1)}")
+        raise ConfigError(f"{name}: {reason}")
     if result.exited != 0:
-        raise RemoteFailed(f"{name} failed (exit {result.exited}): {result.tail(1)}")
+        raise RemoteFailed(f"{name} failed (exit {result.exited}): {reason}")
     return parse_summary(result.stdout)
+
+
+def script_error(output: str) -> str:
+    """The reason a NAS script gave for stopping: its last `ERROR: ` line."""
+    errors = [line.removeprefix("ERROR: ") for line in output.splitlines() if line.startswith("ERROR: ")]
+    return errors[-1] if errors else ""
 
 
 def parse_summary(output: str) -> dict[str, str]:

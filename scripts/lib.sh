@@ -247,8 +247,8 @@ finish_change() {
         docker stop -t 10 "$(container "$target")" >/dev/null 2>&1 || true
       fi
     fi
-    if [[ -n $live ]]; then
-      warn "nothing changed: $live (commit $(color_commit "$live")) is still serving"
+    if [[ -n $live && ( -n $brought_up || $switched == 1 ) ]]; then
+      warn "undone: $live (commit $(color_commit "$live")) is still serving"
     fi
   fi
   release_lock

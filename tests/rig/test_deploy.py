@@ -1,0 +1,253 @@
+"""Blue-green rebuild, rollback and rebuild-all end to end on the sandbox NAS, under load.
+
+Each test leaves one healthy live color and a free lock behind (the `deployed` fixture
+checks), so they can run in any order; the first one starts from an empty NAS on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+
+import pytest
+
+from .conftest import running
+from .support import (APP_DIR, LOOPCTL_HOME, Load, SseClient, commit_change, first_time, get, inv,
+                      inv_process, lock_is_free, running_api_colors, serving, sh, stream_lines)
+
+FAST = {"DEPLOY_VERIFY_SECONDS": "3"}
+
+
+def reset_nas() -> None:
+    """An empty NAS: no LOOP containers, no loopctl state (the app checkout stays)."""
+    sh("docker rm -f loop-proxy loop-api-blue loop-api-green loop-auth >/dev/null 2>&1; "
+       f"docker network rm loop_default >/dev/null 2>&1; rm -rf {LOOPCTL_HOME}", check=False)
+
+
+def other(color: str) -> str:
+    return "green" if color == "blue" else "blue"
+
+
+def ensure_previous_release() -> None:
+    """Make sure the idle color holds a kept, different release (so rollback has a target)."""
+    color, commit = serving()
+    idle = sh(f"docker inspect -f '{{{{.Config.Image}}}}' loop-api-{other(color)}", check=False).stdout.strip()
+    if not idle or idle.endswith(commit):
+        commit_change(f"previous-{time.time()}")
+        result = inv("rebuild", env=FAST)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_first_deploy_on_an_empty_nas_then_no_previous_release_to_roll_back_to(rig):
+    reset_nas()
+    not_installed = inv("rebuild")
+    assert not_installed.returncode == 7 and "not installed: run `inv setup`" in not_installed.stderr
+    assert inv("setup").returncode == 0
+    first = inv("rebuild", env=FAST)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "first deploy: starting the auth service" in first.stdout
+    color, commit = serving()
+    assert color == "blue"
+
+    started = sh("docker inspect -f '{{.State.StartedAt}}' loop-api-blue").stdout
+    result = inv("rollback")
+    assert result.returncode == 7
+    assert result.stderr.strip() == "inv rollback: error: no previous release to roll back to"
+    assert serving() == (color, commit)
+    assert sh("docker inspect -f '{{.State.StartedAt}}' loop-api-blue").stdout == started
+    assert lock_is_free()
+
+
+def test_rebuild_under_load_has_zero_failed_requests_and_keeps_the_sse_stream(deployed):
+    old_color, old_commit = serving()
+    new_commit = commit_change(f"load-{time.time()}")
+    stream = SseClient()
+    stream.start()
+    assert stream.connected.wait(10), "no SSE endpoint event"
+    with Load(rate=60) as load:
+        lines = stream_lines(inv_process("rebuild"))
+    output = "\n".join(line for _, line in lines)
+    assert "summary:" in output, output
+
+    assert load.per_second >= 50, load.per_second
+    assert load.failures == [], load.failures[:5]
+    assert load.colors == {"blue", "green"}
+    assert serving() == (other(old_color), new_commit)
+    assert running_api_colors() == [other(old_color)]
+    assert running(f"loop-api-{old_color}") is False
+    assert sh(f"docker inspect -f '{{{{.Config.Image}}}}' loop-api-{old_color}").stdout.strip() == f"loop-api:{old_commit}"
+
+    # The stream opened before the switch outlived the reload: it only ended when its
+    # (old) container was stopped, after the verification window.
+    switched, stopping = first_time(lines, "==> switching nginx"), first_time(lines, "==> stopping loop-api-")
+    assert stream.ended_at is None or stream.ended_at >= stopping - 0.5, (stream.ended_at, switched, stopping)
+    assert stopping - switched >= 4.5
+
+    assert re.search(rf"==> {old_commit} -> {new_commit} on {other(old_color)} in [\d.]+s", output)
+    assert re.search(r"sync [\d.]+s  build [\d.]+s  healthy [\d.]+s  switch [\d.]+s  verify [\d.]+s", output)
+
+
+def test_rollback_under_load_takes_seconds_and_has_zero_failed_requests(deployed):
+    ensure_previous_release()
+    color, commit = serving()
+    previous = sh(f"docker inspect -f '{{{{.Config.Image}}}}' loop-api-{other(color)}").stdout.strip().split(":")[1]
+    with Load(rate=60) as load:
+        started = time.monotonic()
+        result = inv("rollback")
+        took = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert load.per_second >= 50 and load.failures == [], load.failures[:5]
+    assert serving() == (other(color), previous)
+    assert running_api_colors() == [other(color)]
+    assert took < 12, took
+    assert "switch " in result.stdout
+    history = inv("releases").stdout
+    assert re.search(rf"rollback\s+{previous}\s+{other(color)}", history)
+
+
+def test_rollback_to_an_older_kept_release_and_bad_targets(deployed):
+    ensure_previous_release()
+    oldest = sh(f"cut -f3 {LOOPCTL_HOME}/state/releases.tsv | head -n 1").stdout.strip()
+    for _ in range(2):
+        commit_change(f"more-{time.time()}")
+        assert inv("rebuild", env=FAST).returncode == 0
+    assert serving()[1] != oldest
+    result = inv("rollback", "--to", oldest[:8])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert serving()[1] == oldest
+
+    assert inv("rollback", "--to", "not-hex").returncode == 2
+    unknown = inv("rollback", "--to", "0000dead")
+    assert unknown.returncode == 7 and "no kept image matches '0000dead'" in unknown.stderr
+    assert serving()[1] == oldest
+
+
+def test_a_release_that_never_gets_healthy_leaves_the_old_one_serving(deployed):
+    color, commit = serving()
+    commit_change(f"broken-{time.time()}", health_status=500)
+    with Load(rate=60) as load:
+        result = inv("rebuild", env={"DEPLOY_HEALTH_TIMEOUT": "8"})
+    commit_change(f"fixed-{time.time()}")
+    assert result.returncode == 6, result.stdout
+    assert f"loop-api-{other(color)} did not become healthy" in result.stderr
+    assert "last log lines" in result.stderr or "last log lines" in result.stdout
+    assert load.failures == [] and load.per_second >= 50
+    assert serving() == (color, commit)
+    assert sh(f"docker ps -aq --filter name=^loop-api-{other(color)}$").stdout.strip() == ""
+    assert lock_is_free()
+
+
+def test_a_broken_nginx_config_means_no_switch(deployed):
+    color, commit = serving()
+    commit_change(f"nginx-{time.time()}")
+    sh(f"echo 'this is not nginx;' >> {LOOPCTL_HOME}/deploy/nginx/nginx.conf")
+    try:
+        drifted = inv("rebuild", env=FAST)
+        assert drifted.returncode == 7
+        assert "deploy/nginx/nginx.conf differs" in drifted.stderr and "--allow-drift" in drifted.stderr
+        with Load(rate=60) as load:
+            result = inv("rebuild", "--allow-drift", env=FAST)
+        assert result.returncode == 6, result.stdout
+        assert "nginx -t failed: no switch" in result.stdout + result.stderr
+        assert load.failures == []
+        assert serving() == (color, commit)
+        assert sh(f"docker ps -aq --filter name=^loop-api-{other(color)}$").stdout.strip() == ""
+    finally:
+        assert inv("setup").returncode == 0
+
+
+def test_a_second_rebuild_is_refused_at_once_with_the_holders_details(deployed):
+    commit = commit_change(f"concurrent-{time.time()}")
+    first = inv_process("rebuild", env=FAST)
+    deadline = time.time() + 60
+    while lock_is_free():
+        assert time.time() < deadline and first.poll() is None
+        time.sleep(0.1)
+    started = time.monotonic()
+    second = inv("rebuild", "--no-sync")
+    assert time.monotonic() - started < 10
+    assert second.returncode == 7
+    assert re.search(rf"a deploy is already running: deploy by .+ since \S+Z \(commit {commit}, pid \d+\)",
+                     second.stderr), second.stderr
+    # The script's own lock, for a second deploy that slipped past the preflight check.
+    direct = sh(f"{LOOPCTL_HOME}/scripts/deploy-blue-green.sh", check=False)
+    assert direct.returncode == 75 and "refused: deploy by" in direct.stderr
+    output, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, output
+    assert serving()[1] == commit
+
+
+def test_killing_the_ssh_client_mid_deploy_still_ends_in_one_serving_color(deployed):
+    old_color, _ = serving()
+    commit = commit_change(f"killed-{time.time()}")
+    process = inv_process("rebuild", env=FAST)
+    for line in process.stdout:
+        if "waiting for loop-api-" in line:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + 90
+    while not lock_is_free():
+        assert time.time() < deadline, "the lock was never released"
+        time.sleep(0.5)
+    assert serving() == (other(old_color), commit)
+    assert running_api_colors() == [other(old_color)]
+    status, _, body = get("/health")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+def test_rebuild_all_is_refused_without_yes_and_backs_up_the_keys_before_replacing_them(deployed):
+    oauth = "/srv/loop-rig/volume1/LOOP_CORE/oauth"
+    keys_before = sh(f"cd {oauth} && sha256sum keys/signing.pem oauth.db").stdout
+    jwks_before = get("/.well-known/jwks.json")[2]
+
+    refused = inv("rebuild-all", "--no-sync")
+    assert refused.returncode == 7 and "pass --yes" in refused.stderr
+    assert sh(f"cd {oauth} && sha256sum keys/signing.pem oauth.db").stdout == keys_before
+
+    with Load(rate=20) as load:
+        result = inv("rebuild-all", "--yes", "--no-sync", env=FAST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    backup = re.search(r"^backup: (\S+)$", result.stdout, re.MULTILINE).group(1)
+    assert backup.startswith(f"{LOOPCTL_HOME}/state/backups/oauth-")
+    assert sh(f"cd {backup} && sha256sum keys/signing.pem oauth.db").stdout == keys_before
+    assert sh(f"stat -c %a {backup}").stdout.strip() == "700"
+    assert get("/.well-known/jwks.json")[2] != jwks_before
+    assert sh(f"cd {oauth} && sha256sum keys/signing.pem").stdout != keys_before.splitlines()[0]
+    assert load.total > 0  # a full recreate is not zero-downtime, and does not claim to be
+    assert serving()
+    assert re.search(r"rebuild-all\s+\w+", inv("releases").stdout)
+
+
+def test_old_release_images_are_pruned_but_live_and_previous_are_kept(deployed):
+    keep_two = {"KEEP_RELEASES": "2", **FAST}
+    assert inv("setup", env=keep_two).returncode == 0
+    try:
+        for _ in range(3):
+            commit_change(f"prune-{time.time()}")
+            assert inv("rebuild", env=keep_two).returncode == 0
+        tags = set(sh("docker image ls loop-api --format '{{.Tag}}'").stdout.split())
+        live = serving()[1]
+        previous = sh("docker inspect -f '{{.Config.Image}}' loop-api-blue loop-api-green").stdout.split()
+        assert {live} | {image.split(":")[1] for image in previous} <= tags
+        assert len(tags) <= 3, tags
+    finally:
+        assert inv("setup").returncode == 0
+
+
+@pytest.mark.parametrize("verb", ["rebuild", "rollback", "rebuild-all"])
+def test_dry_run_shows_the_script_it_would_run_and_changes_nothing(deployed, verb):
+    before = sh(f"cat {LOOPCTL_HOME}/state/releases.tsv").stdout, serving()
+    result = inv("--dry", verb, "--no-sync" if verb != "rollback" else "--to=abcd")
+    assert result.returncode == 0, result.stderr
+    script = "deploy-blue-green" if verb == "rebuild" else verb
+    assert f"-- {LOOPCTL_HOME}/scripts/detach.sh {script} --performer" in result.stdout
+    assert (sh(f"cat {LOOPCTL_HOME}/state/releases.tsv").stdout, serving()) == before
+
+
+def test_local_sync_of_rebuild_is_shown_by_dry_run(deployed):
+    result = inv("--dry", "rebuild")
+    assert "[local] git -C" in result.stdout and " push --porcelain origin" in result.stdout
+    assert f"git -C {APP_DIR} merge --ff-only origin/main" in result.stdout

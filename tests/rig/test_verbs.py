@@ -1,0 +1,131 @@
+"""The everyday verbs end to end over SSH with sudo-by-password: status, logs, restart, stop,
+config, audit."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+
+from .conftest import running
+from .support import LOOPCTL_HOME, RIG_STATE, inv, inv_process, serving, sh, sudo_password
+
+
+def test_status_table_and_json(deployed):
+    color, commit = serving()
+    result = inv("status")
+    assert result.returncode == 0, result.stderr
+    assert f"live       {color}  commit {commit}" in result.stdout
+    assert "scripts    in sync" in result.stdout
+    assert "deploy     idle" in result.stdout
+    assert f"loop-api-{color} *  running  healthy  loop-api:{commit}" in result.stdout
+
+    report = json.loads(inv("status", "--json").stdout)
+    assert report["live_color"] == color and report["deployed_commit"] == commit
+    assert report["scripts"] == {"files": report["scripts"]["files"], "missing": [], "changed": []}
+    by_name = {c["name"]: c for c in report["containers"]}
+    assert by_name[f"loop-api-{color}"]["health"] == "healthy"
+    assert by_name["loop-proxy"]["state"] == "running" and by_name["loop-proxy"]["uptime"]
+    assert len(report["checkout_commit"]) == 40
+
+
+def test_logs_default_tail_since_service_and_color(deployed):
+    color, _ = serving()
+    sh(f"docker exec loop-api-{color} true")
+    for _ in range(3):
+        serving()
+    default = inv("logs")
+    assert default.returncode == 0, default.stderr
+    assert "GET /health" in default.stdout
+    assert len(default.stdout.splitlines()) <= 50
+
+    assert len(inv("logs", "--tail", "2").stdout.splitlines()) == 2
+    assert inv("logs", "--since", "1s", "--tail", "1000").returncode == 0
+    proxy = inv("logs", "--service", "proxy", "--tail", "5")
+    assert proxy.returncode == 0 and '"GET /health HTTP/1.1" 200' in proxy.stdout
+    other = "green" if color == "blue" else "blue"
+    assert inv("logs", "--color", color, "--tail", "1").returncode == 0
+    assert inv("logs", "--service", "auth", "--tail", "1").returncode == 0
+
+    bad = inv("logs", "--service", "db")
+    assert bad.returncode == 2 and "--service must be one of api, auth, proxy" in bad.stderr
+    bad = inv("logs", "--since", "yesterday")
+    assert bad.returncode == 2 and "--since takes a duration" in bad.stderr
+    bad = inv("logs", "--service", "proxy", "--color", other)
+    assert bad.returncode == 2
+
+
+def test_logs_follow_streams_and_ctrl_c_ends_it_cleanly_on_both_sides(deployed):
+    process = inv_process("logs", "--follow", "--tail", "1")
+    time.sleep(2.5)
+    serving()
+    time.sleep(1)
+    assert sh("pgrep -f 'docker logs --tail 1 --follow'", check=False).returncode == 0
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "GET /health" in output
+    assert "stopped following" in output and "Traceback" not in output
+    deadline = time.time() + 10
+    while sh("pgrep -f 'docker logs --tail 1 --follow'", check=False).returncode == 0:
+        assert time.time() < deadline, "the remote docker logs kept running"
+        time.sleep(0.2)
+
+
+def test_restart_waits_for_healthy_and_leaves_an_audit_record(deployed):
+    color, commit = serving()
+    before = sh(f"docker inspect -f '{{{{.State.StartedAt}}}}' loop-api-{color}").stdout
+    result = inv("restart")
+    assert result.returncode == 0, result.stderr
+    assert f"restarting loop-api-{color}" in result.stdout
+    assert f"loop-api-{color}: healthy" in result.stdout
+    assert sh(f"docker inspect -f '{{{{.State.StartedAt}}}}' loop-api-{color}").stdout != before
+    assert serving() == (color, commit)
+
+    nas_record = json.loads(sh(f"tail -n 1 {LOOPCTL_HOME}/state/audit.jsonl").stdout)
+    local_record = json.loads((RIG_STATE / "audit.jsonl").read_text().splitlines()[-1])
+    assert nas_record == local_record
+    assert nas_record["verb"] == "restart" and nas_record["status"] == 0
+    assert nas_record["host"] == "nas@127.0.0.1:2222" and nas_record["seconds"] > 0
+    assert nas_record["performer"]
+
+    shown = inv("audit", "--lines", "1")
+    assert "restart" in shown.stdout and "ok" in shown.stdout
+
+
+def test_stop_says_how_to_come_back_and_restart_brings_it_back(deployed):
+    color, _ = serving()
+    result = inv("stop")
+    assert result.returncode == 0, result.stderr
+    assert "inv restart" in result.stdout
+    assert not running(f"loop-api-{color}")
+    assert json.loads(sh(f"tail -n 1 {LOOPCTL_HOME}/state/audit.jsonl").stdout)["verb"] == "stop"
+    back = inv("restart")
+    assert back.returncode == 0, back.stderr
+    assert serving()[0] == color
+
+
+def test_failed_verb_is_recorded_with_its_exit_status(deployed):
+    result = inv("restart", env={"NAS_SUDO_PASSWORD": "wrong"})
+    assert result.returncode == 4
+    local_record = json.loads((RIG_STATE / "audit.jsonl").read_text().splitlines()[-1])
+    assert local_record["verb"] == "restart" and local_record["status"] == 4
+
+
+def test_config_shows_sources_and_never_the_password(rig):
+    result = inv("config")
+    assert result.returncode == 0
+    assert re.search(r"^NAS_SUDO_PASSWORD +\(set, redacted\)  \[.*nas.env\]$", result.stdout, re.MULTILINE)
+    assert sudo_password() not in result.stdout
+    assert re.search(r"^NAS_CONNECT_TIMEOUT +10.0  \[default\]$", result.stdout, re.MULTILINE)
+
+
+def test_help_explains_every_flag(rig):
+    for verb, flags in {"logs": ["--tail", "--follow", "--since", "--service", "--color"],
+                        "rebuild": ["--no-sync", "--allow-drift"], "rollback": ["--to"],
+                        "rebuild-all": ["--yes"], "status": ["--json"]}.items():
+        text = inv("--help", verb).stdout
+        for flag in flags:
+            line = next(line for line in text.splitlines() if flag in line)
+            assert len(line.split(flag, 1)[1].strip()) > 10, f"{verb} {flag} has no help"
