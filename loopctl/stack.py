@@ -44,7 +44,7 @@ def parse_inspect(text: str) -> list[Container]:
 
 
 def parse_live_color(upstream_conf: str) -> str | None:
-    match = re.search(r"^\s*server loop-api-(blue|green):", upstream_conf, re.MULTILINE)
+    match = re.search(r"^\s*default loop-api-(blue|green):", upstream_conf, re.MULTILINE)
     return match.group(1) if match else None
 
 

@@ -7,14 +7,15 @@
 #     binaries on PATH are replaced by a stub, as on a NAS where it is not on PATH;
 #   - the app as Synology holds it: a bare repository standing in for the git host,
 #     a workstation clone and the NAS clone under /srv/loop-rig/volume1/...
-# Writes rig/.state/nas.env and rig/.state/nasbot.env: settings files for LOOP_ENV_FILE.
+# State (keys, password, logs, the workstation clone) lives in /var/lib/loop-rig (RIG_STATE);
+# nas.env and nasbot.env there are settings files for LOOP_ENV_FILE.
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 readonly HERE
 REPO=$(dirname "$HERE")
 readonly REPO
-readonly STATE=$HERE/.state
+readonly STATE=${RIG_STATE:-/var/lib/loop-rig}
 readonly SSH_PORT=${RIG_SSH_PORT:-2222}
 readonly ROOT=/srv/loop-rig
 readonly CORE=$ROOT/volume1/LOOP_CORE
@@ -126,16 +127,20 @@ EOF
 seed_repositories() {
   mkdir -p "$CORE/vault" "$CORE/exec-vault" "$CORE/oauth" "$(dirname "$BARE")" "$(dirname "$WORKSTATION")"
   if [[ ! -d $BARE ]]; then
-    step "seeding the example app: $BARE, $WORKSTATION, $APP_DIR"
+    step "seeding the example app into $BARE"
+    local seed
+    seed=$(mktemp -d)
     git init -q --bare --initial-branch=main "$BARE"
-    rm -rf "$WORKSTATION"
-    git init -q --initial-branch=main "$WORKSTATION"
-    cp -a "$REPO/example-app/." "$WORKSTATION/"
-    git -C "$WORKSTATION" add -A
-    git -C "$WORKSTATION" -c user.name=sandbox -c user.email=sandbox@localhost commit -qm "Example LOOP app"
-    git -C "$WORKSTATION" remote add origin "$BARE"
-    git -C "$WORKSTATION" push -q -u origin main
+    git init -q --initial-branch=main "$seed"
+    cp -a "$REPO/example-app/." "$seed/"
+    git -C "$seed" add -A
+    git -C "$seed" -c user.name=sandbox -c user.email=sandbox@localhost commit -qm "Example LOOP app"
+    git -C "$seed" push -q "$BARE" main
+    rm -rf "$seed"
   fi
+  [[ -d $WORKSTATION/.git ]] || git clone -q "$BARE" "$WORKSTATION"
+  git -C "$WORKSTATION" config user.name >/dev/null || git -C "$WORKSTATION" config user.name "sandbox user"
+  git -C "$WORKSTATION" config user.email >/dev/null || git -C "$WORKSTATION" config user.email sandbox@localhost
   if [[ ! -d $APP_DIR/.git ]]; then
     rm -rf "$APP_DIR"
     git clone -q "$BARE" "$APP_DIR"

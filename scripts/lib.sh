@@ -95,7 +95,7 @@ other_color() { if [[ $1 == blue ]]; then echo green; else echo blue; fi; }
 
 live_color() {
   [[ -r $UPSTREAM ]] || return 0
-  sed -nE '/^[[:space:]]*server loop-api-(blue|green):/{s/.*loop-api-(blue|green):.*/\1/p;q;}' "$UPSTREAM"
+  sed -nE '/^[[:space:]]*default loop-api-(blue|green):/{s/.*loop-api-(blue|green):.*/\1/p;q;}' "$UPSTREAM"
 }
 
 # The commit a color's container runs, from its image tag ("" when there is no container).
@@ -154,9 +154,8 @@ write_upstream() {
   cat <<EOF
 # Live color, written by loopctl at $(date -u +%Y-%m-%dT%H:%M:%SZ): $1 (commit $2).
 # Do not edit: every deploy and rollback replaces this file.
-upstream loop_api {
-    server loop-api-$1:8081;
-    keepalive 16;
+map \$host \$loop_upstream {
+    default loop-api-$1:8081;
 }
 map \$host \$loop_color {
     default $1;

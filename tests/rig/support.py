@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-RIG_STATE = REPO / "rig" / ".state"
+RIG_STATE = Path(os.environ.get("RIG_STATE", "/var/lib/loop-rig"))
 NAS_ENV = RIG_STATE / "nas.env"
 NASBOT_ENV = RIG_STATE / "nasbot.env"
 APP_DIR = "/srv/loop-rig/volume1/LOOP_CORE/vault/LOOP"
@@ -27,19 +27,21 @@ def sudo_password() -> str:
     return (RIG_STATE / "sudo-password").read_text()
 
 
+def inv_env(env_file: Path, extra: dict | None) -> dict:
+    """This process's environment without any loopctl setting, plus the sandbox's settings file."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("NAS_", "STACK_", "DEPLOY_"))}
+    return {**clean, "LOOP_ENV_FILE": str(env_file), "PYTHONUNBUFFERED": "1", **(extra or {})}
+
+
 def inv(*args: str, env_file: Path = NAS_ENV, env: dict | None = None, timeout: float = 300,
-        stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+        cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run `inv ARGS` as a user would: a new process, no terminal, settings from env_file."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NAS_", "STACK_", "DEPLOY_"))}
-    full_env.update({"LOOP_ENV_FILE": str(env_file), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, env=full_env, stdin=stdin,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, env=inv_env(env_file, env),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
 def inv_process(*args: str, env_file: Path = NAS_ENV, env: dict | None = None) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("NAS_", "STACK_", "DEPLOY_"))}
-    full_env.update({"LOOP_ENV_FILE": str(env_file), "PYTHONUNBUFFERED": "1", **(env or {})})
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=REPO, env=full_env,
+    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=REPO, env=inv_env(env_file, env),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -19,7 +19,8 @@ def test_status_table_and_json(deployed):
     assert f"live       {color}  commit {commit}" in result.stdout
     assert "scripts    in sync" in result.stdout
     assert "deploy     idle" in result.stdout
-    assert f"loop-api-{color} *  running  healthy  loop-api:{commit}" in result.stdout
+    assert re.search(rf"^loop-api-{color} \* +running +healthy +loop-api:{commit} +\d+m \d+s$", result.stdout,
+                     re.MULTILINE), result.stdout
 
     report = json.loads(inv("status", "--json").stdout)
     assert report["live_color"] == color and report["deployed_commit"] == commit

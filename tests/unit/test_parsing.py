@@ -17,7 +17,7 @@ def test_parse_inspect_and_container_commit():
 
 
 def test_live_color_from_the_upstream_file():
-    assert stack.parse_live_color("# live\nupstream loop_api {\n    server loop-api-green:8081;\n}\n") == "green"
+    assert stack.parse_live_color("# live\nmap $host $loop_upstream {\n    default loop-api-green:8081;\n}\n") == "green"
     assert stack.parse_live_color("") is None
 
 
