@@ -8,6 +8,7 @@ code instead of a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -64,6 +65,10 @@ def session(c: Context, verb: str, args: dict[str, Any] | None = None, *, change
     except KeyboardInterrupt:
         status = 130
         raise Exit(f"inv {verb}: interrupted", 130) from None
+    except BrokenPipeError:
+        # The reader went away (`inv status | head`): stop writing, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise Exit(code=141) from None
     finally:
         if changes and not s.dry:
             record_audit(s, args or {}, status, time.monotonic() - started)

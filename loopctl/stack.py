@@ -11,8 +11,10 @@ import re
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import Any, Callable
 
 from . import commands, install
 from .cli import Session
@@ -39,7 +41,9 @@ def parse_inspect(text: str) -> list[Container]:
         fields = line.split("\t")
         if len(fields) == 5:
             name, state, health, image, started = fields
-            containers.append(Container(name.lstrip("/"), state, health or "-", image, started))
+            # Docker keeps the last health status of a stopped container; it means nothing then.
+            health = health if state == "running" and health else "-"
+            containers.append(Container(name.lstrip("/"), state, health, image, started))
     return containers
 
 
@@ -96,13 +100,23 @@ def live_container(nas: Nas) -> str:
 
 # --- verbs -------------------------------------------------------------------------------------
 
+def checkout_commit(nas: Nas) -> str:
+    return nas.probe(commands.head(nas.settings.nas_app_dir), ok=(0, 128)).stdout.strip()
+
+
+def gather(nas: Nas, *facts: Callable[[Nas], Any]) -> list[Any]:
+    """Read several facts at once: each is its own channel on the one SSH connection, so
+    `inv status` waits for the slowest probe instead of the sum of them."""
+    nas.connection  # open it once, before the threads share it
+    with ThreadPoolExecutor(len(facts)) as pool:
+        futures = [pool.submit(fact, nas) for fact in facts]
+    return [future.result() for future in futures]
+
+
 def status(s: Session, as_json: bool) -> None:
     nas = s.nas
-    color = live_color(nas)
-    found = containers(nas)
-    checkout = nas.probe(commands.head(nas.settings.nas_app_dir), ok=(0, 128)).stdout.strip()
-    drift = install.drift(nas)
-    lock = deploy_in_progress(nas)
+    color, found, checkout, drift, lock = gather(nas, live_color, containers, checkout_commit, install.drift,
+                                                 deploy_in_progress)
     live = next((c for c in found if color and c.name == commands.container("api", color)), None)
     now = datetime.now(timezone.utc)
     report = {

@@ -291,6 +291,8 @@ prune_images() {
   for tag in $(docker image ls loop-api --format '{{.Tag}}'); do
     grep -qxF "$tag" <<<"$keep" || docker image rm "loop-api:$tag" >/dev/null 2>&1 || true
   done
+  # Rebuilding a tag leaves the image it replaced untagged; only this stack's are pruned.
+  docker image prune -f --filter dangling=true --filter label=org.loopctl.stack=loop >/dev/null 2>&1 || true
 }
 
 # parse_flags ARGS...: the flags every deploy script takes; sets EXTRA_FLAGS to the rest

@@ -14,6 +14,7 @@ def test_parse_inspect_and_container_commit():
     proxy, blue = stack.parse_inspect(text)
     assert proxy == stack.Container("loop-proxy", "running", "-", "nginx:1.27-alpine", "2026-11-25T10:00:00.123456789Z")
     assert blue.commit == "abc123def456" and proxy.commit == ""
+    assert blue.health == "-"  # the last status of a stopped container is stale
 
 
 def test_live_color_from_the_upstream_file():

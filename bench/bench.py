@@ -1,0 +1,133 @@
+"""Measure loopctl on the sandbox NAS, side by side with the old way, and print a table.
+
+Run as root with the sandbox up (./sandbox.sh, or rig/up.sh after one `inv rebuild`):
+
+    .venv/bin/python bench/bench.py [--runs 10] [--deploys 3]
+
+The old way is one SSH session per command with sudo in front of docker; its fastest
+honest form here is key login plus passwordless sudo (`ssh nasbot@nas sudo -n docker ps`),
+so that is the baseline. Deploys run with the sandbox's 5 s verification window
+(production defaults to 30 s; the window is reported separately from the overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.rig.support import (NAS_ENV, NASBOT_ENV, RIG_STATE, Load, commit_change, inv,  # noqa: E402
+                               serving)
+
+SYNOLOGY_DOCKER = "/var/packages/ContainerManager/target/usr/bin/docker"
+
+
+def timed(command: list[str] | None = None, *, verb: tuple[str, ...] = (), env_file: Path = NAS_ENV) -> float:
+    started = time.perf_counter()
+    if verb:
+        result = inv(*verb, env_file=env_file)
+    else:
+        result = subprocess.run(command, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark step failed: {verb or command}\n{result.stdout}{result.stderr}")
+    return elapsed
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def seconds_in(summary: str, key: str) -> float:
+    match = re.search(rf"{key} ([\d.]+)s", summary)
+    return float(match.group(1)) if match else 0.0
+
+
+def deploy_under_load(*verb: str) -> tuple[float, str, Load]:
+    with Load(rate=60) as load:
+        started = time.perf_counter()
+        result = inv(*verb)
+        wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"inv {' '.join(verb)} failed:\n{result.stdout}{result.stderr}")
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("    ") and "switch" in line)
+    return wall, summary, load
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--deploys", type=int, default=3)
+    args = parser.parse_args()
+    serving()  # the sandbox must be up and deployed
+
+    raw = ["ssh", "-i", str(RIG_STATE / "id_ed25519"), "-o", f"UserKnownHostsFile={RIG_STATE / 'known_hosts'}",
+           "-p", "2222", "nasbot@127.0.0.1", "sudo", "-n", SYNOLOGY_DOCKER, "ps"]
+    rows: list[tuple[str, str, str]] = []
+
+    status_password = median([timed(verb=("status",)) for _ in range(args.runs)])
+    status_nopass = median([timed(verb=("status",), env_file=NASBOT_ENV) for _ in range(args.runs)])
+    raw_ps = median([timed(raw) for _ in range(args.runs)])
+    rows += [
+        ("`inv status`, sudo by password (median)", f"{status_password:.2f} s", f"{status_password / raw_ps:.1f}x the old way"),
+        ("`inv status`, passwordless sudo (median)", f"{status_nopass:.2f} s", f"{status_nopass / raw_ps:.1f}x the old way"),
+        ("old way: `ssh nas sudo docker ps` (median)", f"{raw_ps:.2f} s", "baseline"),
+    ]
+
+    rollbacks, switches, rollback_load = [], [], []
+    for _ in range(args.deploys):
+        wall, summary, load = deploy_under_load("rollback")
+        rollbacks.append(wall)
+        switches.append(seconds_in(summary, "switch"))
+        rollback_load.append(load)
+    rows += [
+        ("`inv rollback`, previous container kept (median)", f"{median(rollbacks):.1f} s", "old script: ~30 s"),
+        ("  switch inside it (median)", f"{median(switches):.1f} s", "nginx -t, rename, reload"),
+    ]
+
+    totals, parts, rebuild_load = [], {k: [] for k in ("sync", "build", "healthy", "switch", "verify")}, []
+    for n in range(args.deploys):
+        commit_change(f"bench-{n}-{time.time()}")
+        wall, summary, load = deploy_under_load("rebuild")
+        totals.append(wall)
+        rebuild_load.append(load)
+        for key in parts:
+            parts[key].append(seconds_in(summary, key))
+    total = median(totals)
+    overhead = [t - b - h - v for t, b, h, v in zip(totals, parts["build"], parts["healthy"], parts["verify"])]
+    rows.append(("`inv rebuild` total (median)", f"{total:.1f} s", f"{args.deploys} deploys, each a new commit"))
+    rows += [(f"  {key}", f"{median(values):.1f} s", "") for key, values in parts.items()]
+    rows.append(("  tool overhead: all but build, start and the verify window", f"{median(overhead):.1f} s",
+                 "sync, switch, stop old, SSH, Python"))
+
+    def failed(loads: list[Load]) -> str:
+        return f"{sum(len(l.failures) for l in loads)} of {sum(l.total for l in loads)}"
+
+    rows += [
+        ("failed requests during rebuilds (60 req/s)", failed(rebuild_load), "new connection per request"),
+        ("failed requests during rollbacks (60 req/s)", failed(rollback_load), ""),
+        ("`inv --list` start-up (median)", f"{median([timed(verb=('--list',)) for _ in range(args.runs)]):.2f} s", ""),
+        ("`inv health` (median)", f"{median([timed(verb=('health', '--no-alert')) for _ in range(args.runs)]):.2f} s",
+         "HTTP only, no SSH"),
+    ]
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    print(f"{date.today()}, {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+          f"sandbox NAS on loopback\n")
+    print("| measure | result | note |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
