@@ -12,6 +12,7 @@ environment variable or the output, unlike the `echo PASSWORD | sudo -S` it repl
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 import socket
@@ -24,6 +25,10 @@ from .errors import AuthFailed, HostKeyError, RemoteFailed, Unreachable
 from .settings import Settings
 
 SUDO_PROMPT = "[loopctl] sudo password:"
+
+# Paramiko logs connection failures with tracebacks from its own thread; the error the user
+# sees is ours (one line), so its log records go nowhere unless a caller configures logging.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 PROBE_TIMEOUT = 60
 
 
@@ -211,7 +216,13 @@ class Nas(Runner):
                              f"(check NAS_USER, NAS_SSH_KEY or your ssh-agent)") from None
         except (socket.timeout, TimeoutError):
             raise Unreachable(f"cannot reach {self.where}: no answer within {s.nas_connect_timeout:g}s") from None
-        except (OSError, paramiko.SSHException) as exc:
+        except paramiko.SSHException as exc:
+            # A port that accepts but never speaks SSH ends in a banner timeout, or this.
+            if "banner" in str(exc) or "No existing session" in str(exc):
+                raise Unreachable(f"cannot reach {self.where}: no SSH answer within "
+                                  f"{s.nas_connect_timeout:g}s (is SSH on that port?)") from None
+            raise Unreachable(f"cannot reach {self.where}: SSH handshake failed: {exc}") from None
+        except OSError as exc:
             raise Unreachable(f"cannot reach {self.where}: {describe(exc)}") from None
         conn.transport.set_keepalive(15)
         return conn
