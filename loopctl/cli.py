@@ -36,6 +36,8 @@ def load_settings(verb: str, *required: str) -> settings_module.Settings:
 
 
 class Session:
+    """What a verb works with: its settings, the NAS and local runners, and how to print."""
+
     def __init__(self, c: Context, verb: str, settings: settings_module.Settings):
         dry, echo = bool(c.config.run.dry), bool(c.config.run.echo)
         self.verb = verb

@@ -18,8 +18,9 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
-from typing import Iterable, Sequence, TextIO
+from typing import Callable, Iterable, Sequence, TextIO
 
 from .errors import AuthFailed, HostKeyError, RemoteFailed, Unreachable
 from .settings import Settings
@@ -87,7 +88,6 @@ class Runner:
         self.echo = echo
         self.out = Scrubbed(out, settings.secrets())
         self.err = Scrubbed(err, settings.secrets())
-        self.changed = False
 
     def probe(self, argv: Sequence[str], *, sudo: bool = False, ok: Sequence[int] = (0,)) -> Output:
         """Run a read-only command; it runs under --dry too, so the printed plan is the true one."""
@@ -103,8 +103,9 @@ class Runner:
         if self.dry:
             self.show(argv, sudo)
             return None
-        self.changed = True
-        return self._run(argv, sudo=sudo, ok=ok, stream=stream, pty=False, timeout=None)
+        if stream:
+            return interruptible(lambda: self._run(argv, sudo=sudo, ok=ok, stream=True, pty=False, timeout=None))
+        return self._run(argv, sudo=sudo, ok=ok, stream=False, pty=False, timeout=None)
 
     def command_line(self, argv: Sequence[str], sudo: bool) -> str:
         return shlex.join(argv)
@@ -272,6 +273,27 @@ class Nas(Runner):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def interruptible(run: Callable[[], Output]) -> Output:
+    """Run a streaming command in a thread, so Ctrl-C returns at once. (Invoke would wait for
+    its output readers, which end only when the remote command does; the NAS scripts that
+    stream run detached and carry on without us anyway.)"""
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = run()
+        except BaseException as exc:  # handed to the main thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def describe(exc: BaseException) -> str:

@@ -103,13 +103,6 @@ def url_path(raw: str) -> str:
     return raw
 
 
-def boolean(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered not in ("1", "0", "true", "false", "yes", "no"):
-        raise ValueError("expected true or false")
-    return lowered in ("1", "true", "yes")
-
-
 @dataclass(frozen=True)
 class Setting:
     name: str

@@ -74,7 +74,9 @@ def local_sync(s: Session) -> Synced:
                           f"{', '.join(files)} (commit, move or remove them on the NAS yourself)")
         raise Refused(f"the NAS checkout cannot fast-forward to {remote}/{branch}: {merged.tail(2)}")
 
-    nas_after = s.nas.probe(commands.head(app)).stdout.strip() if not s.dry else local_head
+    if s.dry:
+        return Synced(branch, remote_before, local_head, nas_before, nas_before)
+    nas_after = s.nas.probe(commands.head(app)).stdout.strip()
     if nas_after != local_head:
         raise RemoteFailed(f"the NAS checkout is at {short(nas_after)}, not the pushed {short(local_head)}")
     synced = Synced(branch, remote_before, local_head, nas_before, nas_after)

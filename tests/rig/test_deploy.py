@@ -249,3 +249,25 @@ def test_local_sync_of_rebuild_is_shown_by_dry_run(deployed):
     result = inv("--dry", "rebuild")
     assert "[local] git -C" in result.stdout and " push --porcelain origin" in result.stdout
     assert f"git -C {APP_DIR} merge --ff-only origin/main" in result.stdout
+
+
+def test_ctrl_c_during_rebuild_returns_at_once_and_the_deploy_finishes_on_the_nas(deployed):
+    old_color, _ = serving()
+    commit = commit_change(f"ctrl-c-{time.time()}")
+    process = inv_process("rebuild", env=FAST)
+    for line in process.stdout:
+        if "waiting for loop-api-" in line:
+            break
+    interrupted_at = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=30)
+    assert time.monotonic() - interrupted_at < 3
+    assert process.returncode == 130
+    assert "goes on on the NAS without this terminal" in rest and "Traceback" not in rest
+    record = json.loads(sh(f"tail -n 1 {LOOPCTL_HOME}/state/audit.jsonl").stdout)
+    assert record["verb"] == "rebuild" and record["status"] == 130
+    deadline = time.time() + 90
+    while not lock_is_free():
+        assert time.time() < deadline, "the deploy never finished"
+        time.sleep(0.5)
+    assert serving() == (other(old_color), commit)
