@@ -5,8 +5,7 @@ Run as root with the sandbox up (./sandbox.sh, or rig/up.sh after one `inv rebui
     .venv/bin/python bench/bench.py [--runs 10] [--deploys 3]
 
 The old way is one SSH session per command with sudo in front of docker. Its baselines here
-use key login (no sshpass) and feed the sudo password through ssh's stdin rather than an echo
-on the command line, so they measure the same work without the leak: `ssh nas sudo docker ps`
+use key login and feed the sudo password through ssh's stdin, never a command line, so they measure the same work without the leak: `ssh nas sudo docker ps`
 with the password, and `ssh nasbot sudo -n docker ps` for passwordless sudo. Deploys run with
 the sandbox's 5 s verification window (production defaults to 30 s; the window is reported
 apart from the overhead).

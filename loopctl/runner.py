@@ -7,7 +7,7 @@ turned into one-line errors with distinct exit codes.
 
 Why the sudo dance: the password is typed into sudo's own prompt by a watcher on the
 SSH channel (`sudo --stdin` reads it). It never appears in a command line, an echo, an
-environment variable or the output, unlike the `echo PASSWORD | sudo -S` it replaces.
+environment variable or the output, unlike the echoed password piped into sudo it replaces.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -179,19 +180,29 @@ def test_a_second_rebuild_is_refused_at_once_with_the_holders_details(deployed):
     assert serving()[1] == commit
 
 
-def test_killing_the_ssh_client_mid_deploy_still_ends_in_one_serving_color(deployed):
+def rebuild_until_health_wait(label: str) -> tuple[subprocess.Popen, str, str]:
+    """Start `inv rebuild` of a new commit and return once the NAS waits for the new color."""
     old_color, _ = serving()
-    commit = commit_change(f"killed-{time.time()}")
+    commit = commit_change(f"{label}-{time.time()}")
     process = inv_process("rebuild", env=FAST)
     for line in process.stdout:
         if "waiting for loop-api-" in line:
             break
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    return process, old_color, commit
+
+
+def wait_until_lock_is_free() -> None:
     deadline = time.time() + 90
     while not lock_is_free():
-        assert time.time() < deadline, "the lock was never released"
+        assert time.time() < deadline, "the deploy never finished: the lock is still held"
         time.sleep(0.5)
+
+
+def test_killing_the_ssh_client_mid_deploy_still_ends_in_one_serving_color(deployed):
+    process, old_color, commit = rebuild_until_health_wait("killed")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    wait_until_lock_is_free()
     assert serving() == (other(old_color), commit)
     assert running_api_colors() == [other(old_color)]
     status, _, body = get("/health")
@@ -252,12 +263,7 @@ def test_local_sync_of_rebuild_is_shown_by_dry_run(deployed):
 
 
 def test_ctrl_c_during_rebuild_returns_at_once_and_the_deploy_finishes_on_the_nas(deployed):
-    old_color, _ = serving()
-    commit = commit_change(f"ctrl-c-{time.time()}")
-    process = inv_process("rebuild", env=FAST)
-    for line in process.stdout:
-        if "waiting for loop-api-" in line:
-            break
+    process, old_color, commit = rebuild_until_health_wait("ctrl-c")
     interrupted_at = time.monotonic()
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=30)
@@ -266,8 +272,5 @@ def test_ctrl_c_during_rebuild_returns_at_once_and_the_deploy_finishes_on_the_na
     assert "goes on on the NAS without this terminal" in rest and "Traceback" not in rest
     record = json.loads(sh(f"tail -n 1 {LOOPCTL_HOME}/state/audit.jsonl").stdout)
     assert record["verb"] == "rebuild" and record["status"] == 130
-    deadline = time.time() + 90
-    while not lock_is_free():
-        assert time.time() < deadline, "the deploy never finished"
-        time.sleep(0.5)
+    wait_until_lock_is_free()
     assert serving() == (other(old_color), commit)
