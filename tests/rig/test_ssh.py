@@ -191,3 +191,10 @@ def test_dry_run_changes_nothing_and_records_nothing(deployed, verb):
     assert f"docker {verb} loop-api-" in result.stdout
     assert started_at() == before
     assert sh(f"cat {LOOPCTL_HOME}/state/audit.jsonl").stdout == audit_before
+
+
+def test_a_failing_remote_command_is_one_line_with_the_tail_of_its_stderr(deployed):
+    result = inv("restart", env={"NAS_DOCKER": "/volume1/no/docker"})
+    assert result.returncode == 6
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "`/volume1/no/docker restart loop-api-" in result.stderr and "command not found" in result.stderr

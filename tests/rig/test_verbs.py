@@ -130,3 +130,13 @@ def test_help_explains_every_flag(rig):
         for flag in flags:
             line = next(line for line in text.splitlines() if flag in line)
             assert len(line.split(flag, 1)[1].strip()) > 10, f"{verb} {flag} has no help"
+
+
+def test_health_and_mcp_check_through_the_sandbox_proxy(deployed):
+    """The production shape: nginx in front, legacy HTTP+SSE at /mcp, auth's JWKS."""
+    health = inv("health", "--no-alert")
+    assert health.returncode == 0, health.stdout
+    assert re.fullmatch(r"LOOP OK - /health 200 in \d+ ms; JWKS 1 key \| time=\S+ jwks_keys=1;;;0\n", health.stdout)
+    check = inv("mcp-check")
+    assert check.returncode == 0, check.stdout
+    assert check.stdout.startswith('LOOP MCP OK - legacy HTTP+SSE, protocol 2025-11-25, server "loop", 2 tools;')
