@@ -10,6 +10,8 @@ command as it runs.
 from invoke import task
 
 
+# --- Looking: nothing here changes the NAS ---
+
 @task
 def config(c):
     """Show the effective settings and where each came from; secrets redacted."""
@@ -43,23 +45,45 @@ def status(c, json=False):
     "service": "api (default), auth or proxy",
     "color": "blue or green: an api color other than the live one",
 })
-def logs(c, tail=50, follow=False, since=None, service="api", color=None):
+def logs(c, tail="50", follow=False, since=None, service="api", color=None):
     """Show container logs; by default the live api container's last 50 lines."""
     from loopctl import stack
-    from loopctl.cli import session
+    from loopctl.cli import count, session
 
     with session(c, "logs", changes=False) as s:
-        stack.logs(s, tail=tail, follow=follow, since=since, service=service, color=color)
+        stack.logs(s, tail=count("--tail", tail), follow=follow, since=since, service=service, color=color)
 
 
-@task(help={"timeout": "seconds to wait for Docker to report it healthy (default DEPLOY_HEALTH_TIMEOUT)"})
-def restart(c, timeout=None):
+@task(help={"lines": "how many releases (default 20)"})
+def releases(c, lines="20"):
+    """The release history on the NAS: deploys, rollbacks and rebuild-alls, newest last."""
+    from loopctl import deploy
+    from loopctl.cli import count, session
+
+    with session(c, "releases", changes=False) as s:
+        deploy.releases(s, lines=count("--lines", lines))
+
+
+@task(help={"lines": "how many records (default 20)", "local": "show this workstation's copy instead of the NAS's"})
+def audit(c, lines="20", local=False):
+    """Show the latest audit records: who changed what on the NAS, when, and how it ended."""
+    from loopctl import audit
+    from loopctl.cli import count, session
+
+    with session(c, "audit", changes=False) as s:
+        audit.show(s, lines=count("--lines", lines), local=local)
+
+
+# --- Changing: each leaves an audit record; `inv --dry` shows the commands instead ---
+
+@task(help={"timeout": "seconds to wait for Docker to report it healthy (0, the default: DEPLOY_HEALTH_TIMEOUT)"})
+def restart(c, timeout="0"):
     """Restart the live api container and wait until Docker reports it healthy (it is down meanwhile)."""
     from loopctl import stack
-    from loopctl.cli import session
+    from loopctl.cli import count, session
 
     with session(c, "restart", {"timeout": timeout}, changes=True) as s:
-        stack.restart(s, float(timeout or s.settings.deploy_health_timeout))
+        stack.restart(s, count("--timeout", timeout) or s.settings.deploy_health_timeout)
 
 
 @task
@@ -70,67 +94,6 @@ def stop(c):
 
     with session(c, "stop", changes=True) as s:
         stack.stop(s)
-
-
-@task
-def setup(c):
-    """Install scripts/ and the deploy/ stack files into NAS_APP_DIR/.loopctl on the NAS (needs full sudo)."""
-    from loopctl import install
-    from loopctl.cli import session
-
-    with session(c, "setup", changes=True) as s:
-        install.setup(s)
-
-
-@task(help={"lines": "how many records (default 20)", "local": "show this workstation's copy instead of the NAS's"})
-def audit(c, lines=20, local=False):
-    """Show the latest audit records: who changed what on the NAS, when, and how it ended."""
-    from loopctl import audit
-    from loopctl.cli import session
-
-    with session(c, "audit", changes=False) as s:
-        audit.show(s, lines=lines, local=local)
-
-
-# --- Checks: HTTP only, plugin exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN ---
-
-CHECK_FLAGS = {
-    "url": "base URL to check instead of PUBLIC_URL, e.g. https://mcp.example.com",
-    "timeout": "seconds per HTTP request (overrides CHECK_TIMEOUT, default 5)",
-    "json": "print one JSON object instead of the status line",
-    "quiet": "print nothing when OK, so cron mails only on trouble",
-}
-
-
-@task(help={
-    **CHECK_FLAGS,
-    "retries": "retries with backoff after a failed /health request (overrides CHECK_RETRIES, default 2)",
-    "no_alert": "check only: leave the state file alone, send no webhook alert and no ping",
-})
-def health(c, url=None, timeout=None, retries=None, json=False, quiet=False, no_alert=False):
-    """Check /health, the JWKS and the certificate; alert on state changes (for cron).
-
-    Prints one monitoring-plugin line; exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad settings).
-    """
-    from invoke import Exit
-
-    from loopctl.checks import cli
-
-    raise Exit(code=cli.health(url=url, timeout=timeout, retries=retries,
-                               as_json=json, quiet=quiet, alert=not no_alert))
-
-
-@task(help=CHECK_FLAGS)
-def mcp_check(c, url=None, timeout=None, json=False, quiet=False):
-    """Speak MCP to the endpoint as ChatGPT would: transport, handshake, tools, OAuth discovery.
-
-    Prints one monitoring-plugin line; exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad settings).
-    """
-    from invoke import Exit
-
-    from loopctl.checks import cli
-
-    raise Exit(code=cli.mcp(url=url, timeout=timeout, as_json=json, quiet=quiet))
 
 
 @task(name="local-sync")
@@ -179,11 +142,52 @@ def rebuild_all(c, yes=False, no_sync=False):
         deploy.rebuild_all(s, yes=yes, sync=not no_sync)
 
 
-@task(help={"lines": "how many releases (default 20)"})
-def releases(c, lines=20):
-    """The release history on the NAS: deploys, rollbacks and rebuild-alls, newest last."""
-    from loopctl import deploy
+@task
+def setup(c):
+    """Install scripts/ and the deploy/ stack files into NAS_APP_DIR/.loopctl on the NAS (needs full sudo)."""
+    from loopctl import install
     from loopctl.cli import session
 
-    with session(c, "releases", changes=False) as s:
-        deploy.releases(s, lines=lines)
+    with session(c, "setup", changes=True) as s:
+        install.setup(s)
+
+
+# --- Checks: HTTP only, plugin exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN ---
+
+CHECK_FLAGS = {
+    "url": "base URL to check instead of PUBLIC_URL, e.g. https://mcp.example.com",
+    "timeout": "seconds per HTTP request (overrides CHECK_TIMEOUT, default 5)",
+    "json": "print one JSON object instead of the status line",
+    "quiet": "print nothing when OK, so cron mails only on trouble",
+}
+
+
+@task(help={
+    **CHECK_FLAGS,
+    "retries": "retries with backoff after a failed /health request (overrides CHECK_RETRIES, default 2)",
+    "no_alert": "check only: leave the state file alone, send no webhook alert and no ping",
+})
+def health(c, url=None, timeout=None, retries=None, json=False, quiet=False, no_alert=False):
+    """Check /health, the JWKS and the certificate; alert on state changes (for cron).
+
+    Prints one monitoring-plugin line; exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad settings).
+    """
+    from invoke import Exit
+
+    from loopctl.checks import cli
+
+    raise Exit(code=cli.health(url=url, timeout=timeout, retries=retries,
+                               as_json=json, quiet=quiet, alert=not no_alert))
+
+
+@task(help=CHECK_FLAGS)
+def mcp_check(c, url=None, timeout=None, json=False, quiet=False):
+    """Speak MCP to the endpoint as ChatGPT would: transport, handshake, tools, OAuth discovery.
+
+    Prints one monitoring-plugin line; exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad settings).
+    """
+    from invoke import Exit
+
+    from loopctl.checks import cli
+
+    raise Exit(code=cli.mcp(url=url, timeout=timeout, as_json=json, quiet=quiet))

@@ -18,7 +18,7 @@ from invoke import Context
 from invoke.exceptions import Exit
 
 from . import audit, settings as settings_module
-from .errors import LoopError
+from .errors import ConfigError, LoopError
 from .runner import Local, Nas
 
 
@@ -33,6 +33,13 @@ def load_settings(verb: str, *required: str) -> settings_module.Settings:
         return loaded
     except LoopError as error:
         raise fail(verb, error) from None
+
+
+def count(flag: str, raw: str) -> int:
+    """A whole-number flag. Flags arrive as text: Invoke's own int parsing ends in a traceback."""
+    if not str(raw).isdigit():
+        raise ConfigError(f"{flag} takes a whole number, not {raw!r}")
+    return int(raw)
 
 
 class Session:

@@ -168,8 +168,6 @@ SINCE = re.compile(r"\d+[smhd]|\d{4}-\d\d-\d\d(T[\d:.]+Z?)?")
 
 
 def logs(s: Session, tail: int, follow: bool, since: str | None, service: str, color: str | None) -> None:
-    if tail < 0:
-        raise ConfigError("--tail must be 0 or more")
     if since is not None and not SINCE.fullmatch(since):
         raise ConfigError(f"--since takes a duration like 10m, 2h, 1d or a date like 2026-11-25, not {since!r}")
     name = log_target(s.nas, service, color)

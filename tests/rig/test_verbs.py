@@ -49,6 +49,10 @@ def test_logs_default_tail_since_service_and_color(deployed):
     assert inv("logs", "--color", color, "--tail", "1").returncode == 0
     assert inv("logs", "--service", "auth", "--tail", "1").returncode == 0
 
+    bad = inv("logs", "--tail", "many")
+    assert bad.returncode == 2 and bad.stderr == "inv logs: error: --tail takes a whole number, not 'many'\n"
+    bad = inv("restart", "--timeout", "soon")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
     bad = inv("logs", "--service", "db")
     assert bad.returncode == 2 and "--service must be one of api, auth, proxy" in bad.stderr
     bad = inv("logs", "--since", "yesterday")
