@@ -16,7 +16,7 @@ from . import commands, install
 from .audit import performer
 from .cli import Session
 from .errors import ConfigError, Refused, RemoteFailed
-from .stack import deploy_in_progress, live_color, table
+from .stack import live_color, refuse_during_deploy, table
 from .sync import local_sync
 
 # Exit statuses of the NAS scripts (see scripts/lib.sh).
@@ -31,9 +31,7 @@ def preflight(s: Session, allow_drift: bool) -> None:
         if not allow_drift or len(drift["missing"]) == drift["files"]:
             raise Refused(message + "; or pass --allow-drift to deploy with the NAS copies anyway")
         s.warn(message)
-    holder = deploy_in_progress(s.nas)
-    if holder:
-        raise Refused(f"a deploy is already running: {holder}")
+    refuse_during_deploy(s.nas)
 
 
 def script_flags(s: Session, verify_seconds: int) -> list[str]:

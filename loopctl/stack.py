@@ -91,6 +91,13 @@ def deploy_in_progress(nas: Nas) -> str | None:
     return info or "a deploy is running"
 
 
+def refuse_during_deploy(nas: Nas) -> None:
+    """Changes to the stack wait for a running deploy, rollback or rebuild-all."""
+    holder = deploy_in_progress(nas)
+    if holder:
+        raise Refused(f"a deploy is already running: {holder}")
+
+
 def live_container(nas: Nas) -> str:
     color = live_color(nas)
     if color is None:
@@ -211,6 +218,7 @@ def wait_healthy(s: Session, name: str, timeout: float) -> None:
 
 
 def restart(s: Session, timeout: float) -> None:
+    refuse_during_deploy(s.nas)
     name = live_container(s.nas)
     s.say(f"==> restarting {name}")
     s.nas.change(commands.restart(s.settings, name))
@@ -221,6 +229,7 @@ def restart(s: Session, timeout: float) -> None:
 
 
 def stop(s: Session) -> None:
+    refuse_during_deploy(s.nas)
     name = live_container(s.nas)
     s.say(f"==> stopping {name}: the service is down until it starts again")
     s.nas.change(commands.stop(s.settings, name))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from . import commands
 from .cli import Session
 from .errors import Refused, RemoteFailed
-from .stack import deploy_in_progress
+from .stack import refuse_during_deploy
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,7 @@ def local_sync(s: Session) -> Synced:
     local_head = s.local.probe(commands.head(repo)).stdout.strip()
     remote_before = s.local.probe(commands.resolve(repo, f"{remote}/{branch}"), ok=(0, 1)).stdout.strip()
 
-    holder = deploy_in_progress(s.nas)
-    if holder:
-        raise Refused(f"not touching the NAS checkout while a deploy runs: {holder}")
+    refuse_during_deploy(s.nas)
     nas_branch = s.nas.probe(commands.current_branch(app), ok=(0, 1, 128)).stdout.strip()
     if nas_branch != branch:
         raise Refused(f"the NAS checkout {app} is on {nas_branch or 'no branch'!r}, not {branch!r}; "

@@ -172,6 +172,8 @@ def test_a_second_rebuild_is_refused_at_once_with_the_holders_details(deployed):
     assert second.returncode == 7
     assert re.search(rf"a deploy is already running: deploy by .+ since \S+Z \(commit {commit}, pid \d+\)",
                      second.stderr), second.stderr
+    restart = inv("restart")
+    assert restart.returncode == 7 and "a deploy is already running" in restart.stderr
     # The script's own lock, for a second deploy that slipped past the preflight check.
     direct = sh(f"{LOOPCTL_HOME}/scripts/deploy-blue-green.sh", check=False)
     assert direct.returncode == 75 and "refused: deploy by" in direct.stderr
