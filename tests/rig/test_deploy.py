@@ -67,7 +67,7 @@ def test_rebuild_under_load_has_zero_failed_requests_and_keeps_the_sse_stream(de
     stream = SseClient()
     stream.start()
     assert stream.connected.wait(10), "no SSE endpoint event"
-    with Load(rate=60) as load:
+    with Load(rate=65) as load:
         lines = stream_lines(inv_process("rebuild"))
     output = "\n".join(line for _, line in lines)
     assert "summary:" in output, output
@@ -94,7 +94,7 @@ def test_rollback_under_load_takes_seconds_and_has_zero_failed_requests(deployed
     ensure_previous_release()
     color, commit = serving()
     previous = sh(f"docker inspect -f '{{{{.Config.Image}}}}' loop-api-{other(color)}").stdout.strip().split(":")[1]
-    with Load(rate=60) as load:
+    with Load(rate=65) as load:
         started = time.monotonic()
         result = inv("rollback")
         took = time.monotonic() - started
@@ -102,7 +102,7 @@ def test_rollback_under_load_takes_seconds_and_has_zero_failed_requests(deployed
     assert load.per_second >= 50 and load.failures == [], load.failures[:5]
     assert serving() == (other(color), previous)
     assert running_api_colors() == [other(color)]
-    assert took < 12, took
+    assert took < 15, took  # about 6 to 8 s here; the old script took ~30 s
     assert "switch " in result.stdout
     history = inv("releases").stdout
     assert re.search(rf"rollback\s+{previous}\s+{other(color)}", history)
@@ -128,7 +128,7 @@ def test_rollback_to_an_older_kept_release_and_bad_targets(deployed):
 def test_a_release_that_never_gets_healthy_leaves_the_old_one_serving(deployed):
     color, commit = serving()
     commit_change(f"broken-{time.time()}", health_status=500)
-    with Load(rate=60) as load:
+    with Load(rate=65) as load:
         result = inv("rebuild", env={"DEPLOY_HEALTH_TIMEOUT": "8"})
     commit_change(f"fixed-{time.time()}")
     assert result.returncode == 6, result.stdout
@@ -148,7 +148,7 @@ def test_a_broken_nginx_config_means_no_switch(deployed):
         drifted = inv("rebuild", env=FAST)
         assert drifted.returncode == 7
         assert "deploy/nginx/nginx.conf differs" in drifted.stderr and "--allow-drift" in drifted.stderr
-        with Load(rate=60) as load:
+        with Load(rate=65) as load:
             result = inv("rebuild", "--allow-drift", env=FAST)
         assert result.returncode == 6, result.stdout
         assert "nginx -t failed: no switch" in result.stdout + result.stderr
