@@ -41,16 +41,16 @@ def test_changed_host_key_is_refused(rig, tmp_path):
     assert "CHANGED" in result.stderr and "refusing" in result.stderr
 
 
-def test_missing_known_hosts_file_is_a_host_key_error_before_connecting(rig, tmp_path):
-    result = inv("status", env={"NAS_KNOWN_HOSTS": str(tmp_path / "nope")})
-    assert result.returncode == 5
-    assert "does not exist" in result.stderr
-
-
-def test_unreachable_host_is_exit_3(rig):
-    result = inv("status", env={"NAS_PORT": "1"})
-    assert result.returncode == 3
-    assert "connection refused" in result.stderr
+@pytest.mark.parametrize("env, code, message", [
+    ({"NAS_KNOWN_HOSTS": "/nonexistent/known_hosts"}, 5, "/nonexistent/known_hosts does not exist"),
+    ({"NAS_PORT": "1"}, 3, "cannot reach nas@127.0.0.1:1: connection refused"),
+    ({"NAS_SUDO_PASSWORD": "not-the-password"}, 4, "sudo on nas@127.0.0.1:2222 rejected NAS_SUDO_PASSWORD"),
+])
+def test_each_failure_is_one_line_with_its_own_exit_code(rig, env, code, message):
+    result = inv("status", env=env)
+    assert result.returncode == code
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "not-the-password" not in result.stdout + result.stderr
 
 
 def test_a_host_that_never_answers_times_out_within_the_connect_timeout(rig):
@@ -73,13 +73,6 @@ def test_wrong_ssh_key_is_an_auth_failure(rig, tmp_path):
     result = inv("status", env={"NAS_SSH_KEY": str(key)})
     assert result.returncode == 4
     assert "SSH login as nas" in result.stderr
-
-
-def test_wrong_sudo_password_is_an_auth_failure_that_names_the_setting_not_the_value(rig):
-    result = inv("status", env={"NAS_SUDO_PASSWORD": "not-the-password"})
-    assert result.returncode == 4
-    assert "rejected NAS_SUDO_PASSWORD" in result.stderr
-    assert "not-the-password" not in result.stdout + result.stderr
 
 
 def test_missing_setting_is_one_line_before_any_connection(rig):
