@@ -170,12 +170,20 @@ nginx_test_candidate() {
      nginx -t -q -c /tmp/loop-nginx-test.conf' sh "$(basename "$1")"
 }
 
-# switch_to COLOR COMMIT: write to a temp file, test it, rename into place, reload.
-switch_to() {
+# write_candidate COLOR COMMIT: the upstream for COLOR, beside the live one (same folder, so
+# renaming it into place is atomic). Prints its path.
+write_candidate() {
   local candidate=$UPSTREAM.next
   mkdir -p "$(dirname "$UPSTREAM")"
   write_upstream "$1" "$2" >"$candidate"
   chmod 644 "$candidate"
+  echo "$candidate"
+}
+
+# switch_to COLOR COMMIT: write to a temp file, test it, rename into place, reload.
+switch_to() {
+  local candidate
+  candidate=$(write_candidate "$1" "$2")
   if is_running "$PROXY"; then
     if ! nginx_test_candidate "$candidate"; then
       rm -f "$candidate"

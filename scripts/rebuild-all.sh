@@ -54,10 +54,7 @@ main() {
   rm -rf "${OAUTH_DIR:?}/keys" "${OAUTH_DIR:?}/oauth.db"
 
   step "recreating auth, $(container "$color") and proxy (new OAuth keys)"
-  mkdir -p "$(dirname "$UPSTREAM")"
-  write_upstream "$color" "$commit" >"$UPSTREAM.next"
-  chmod 644 "$UPSTREAM.next"
-  mv -f "$UPSTREAM.next" "$UPSTREAM"
+  mv -f "$(write_candidate "$color" "$commit")" "$UPSTREAM"
   color_compose "$color" "$commit" up -d --no-build --force-recreate auth "api-$color" proxy
   wait_healthy loop-auth "$HEALTH_TIMEOUT" || die "loop-auth did not become healthy; the backup is in $backup"
   wait_healthy "$(container "$color")" "$HEALTH_TIMEOUT" || die "$(container "$color") did not become healthy"
