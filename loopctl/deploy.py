@@ -16,7 +16,7 @@ from . import commands, install
 from .audit import performer
 from .cli import Session
 from .errors import ConfigError, Refused, RemoteFailed
-from .stack import live_color, refuse_during_deploy, table
+from .stack import gather, live_color, refuse_during_deploy, table
 from .sync import local_sync
 
 # Exit statuses of the NAS scripts (see scripts/lib.sh).
@@ -25,13 +25,12 @@ USAGE, NOTHING_TO_ROLL_BACK, LOCKED = 64, 69, 75
 
 def preflight(s: Session, allow_drift: bool) -> None:
     """Refuse before changing anything: drifted scripts, or another deploy running."""
-    drift = install.drift(s.nas)
+    drift, _ = gather(s.nas, install.drift, refuse_during_deploy)
     if not install.is_in_sync(drift):
         message = f"the NAS scripts do not match this checkout: {install.describe_drift(drift)}"
         if not allow_drift or len(drift["missing"]) == drift["files"]:
             raise Refused(message + "; or pass --allow-drift to deploy with the NAS copies anyway")
         s.warn(message)
-    refuse_during_deploy(s.nas)
 
 
 def script_flags(s: Session, verify_seconds: int) -> list[str]:

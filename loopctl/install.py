@@ -96,7 +96,7 @@ def drift(nas: Nas) -> dict:
 def describe_drift(d: dict) -> str:
     if len(d["missing"]) == d["files"]:
         return "not installed: run `inv setup`"
-    if not d["missing"] and not d["changed"]:
+    if is_in_sync(d):
         return f"in sync ({d['files']} files)"
     parts = [f"{p} differs" for p in d["changed"]] + [f"{p} missing" for p in d["missing"]]
     return "DRIFT: " + ", ".join(parts) + " (run `inv setup`)"

@@ -112,8 +112,8 @@ def checkout_commit(nas: Nas) -> str:
 
 
 def gather(nas: Nas, *facts: Callable[[Nas], Any]) -> list[Any]:
-    """Read several facts at once: each is its own channel on the one SSH connection, so
-    `inv status` waits for the slowest probe instead of the sum of them."""
+    """Read several facts at once: each is its own channel on the one SSH connection, so a
+    verb waits for the slowest probe instead of the sum of them. A fact that raises, raises here."""
     nas.connection  # open it once, before the threads share it
     with ThreadPoolExecutor(len(facts)) as pool:
         futures = [pool.submit(fact, nas) for fact in facts]
