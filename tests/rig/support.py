@@ -19,6 +19,7 @@ NAS_ENV = RIG_STATE / "nas.env"
 NASBOT_ENV = RIG_STATE / "nasbot.env"
 APP_DIR = "/srv/loop-rig/volume1/LOOP_CORE/vault/LOOP"
 LOOPCTL_HOME = f"{APP_DIR}/.loopctl"
+LOCKFILE = f"{LOOPCTL_HOME}/state/deploy.lock"
 WORKSTATION = RIG_STATE / "workstation" / "loop-app"
 PROXY = ("127.0.0.1", 8082)
 
@@ -73,9 +74,6 @@ def running_api_colors() -> list[str]:
 
 def lock_is_free() -> bool:
     return sh(f"flock --nonblock {LOCKFILE} true", check=False).returncode == 0
-
-
-LOCKFILE = f"{LOOPCTL_HOME}/state/deploy.lock"
 
 
 def commit_change(label: str, *, health_status: int = 200) -> str:
