@@ -144,7 +144,7 @@ def rebuild_all(c, yes=False, no_sync=False):
 
 @task
 def setup(c):
-    """Install scripts/ and the deploy/ stack files into NAS_APP_DIR/.loopctl on the NAS (needs full sudo)."""
+    """Install the NAS scripts into NAS_LOOPCTL_DIR (root's alone; checked), moving an old NAS_APP_DIR/.loopctl there (needs full sudo)."""
     from loopctl import install
     from loopctl.cli import session
 

@@ -15,15 +15,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import commands
+from . import commands, contract
 from .runner import Nas
+from .text import one_line
 
 if TYPE_CHECKING:
-    from .cli import Session
+    from .session import Session
 
 
 def performer() -> str:
-    """`Name <email>` from git config, else user@host: who ran the verb."""
+    """`Name <email>` from git config, else user@host: who ran the verb. Anyone can write
+    anything into git config, and this goes into records, NAS scripts' arguments and
+    terminals, so it is one printable line of at most 200 characters."""
     def git_config(key: str) -> str:
         try:
             return subprocess.run(["git", "config", "--get", key], capture_output=True, text=True,
@@ -31,10 +34,10 @@ def performer() -> str:
         except (OSError, subprocess.TimeoutExpired):
             return ""
 
-    name, email = git_config("user.name"), git_config("user.email")
+    name, email = one_line(git_config("user.name")), one_line(git_config("user.email"))
     if name:
-        return f"{name} <{email}>" if email else name
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+        return one_line(f"{name} <{email}>" if email else name)
+    return one_line(f"{getpass.getuser()}@{socket.gethostname()}")
 
 
 def make_record(verb: str, args: dict[str, Any], host: str, status: int, seconds: float,
@@ -84,7 +87,7 @@ def show(s: Session, lines: int, local: bool) -> None:
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
         where = str(path)
     else:
-        path = commands.state(s.settings, "audit.jsonl")
+        path = commands.in_home(s.settings, contract.AUDIT_FILE)
         text = s.nas.probe(commands.tail_file(path, lines), ok=(0, 1)).stdout
         where = f"{s.nas.where}:{path}"
     records = parse(text)[-lines:]

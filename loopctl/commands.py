@@ -2,59 +2,62 @@
 
 Nothing here runs, prints or connects; `runner.py` does that. Keeping the two apart
 means the exact command lines are asserted in unit tests, and what `inv --dry` shows
-is by construction what runs.
+is by construction what runs. Paths on the NAS come from `scripts/contract.env`, which
+the scripts there read too.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+from . import contract
 from .settings import Settings
 
 Argv = list[str]
 
-COLORS = ("blue", "green")
 SERVICES = ("api", "auth", "proxy")
-STACK_CONTAINERS = ("loop-proxy", "loop-api-blue", "loop-api-green", "loop-auth")
-CHANGE_SCRIPTS = ("deploy-blue-green", "rollback", "rebuild-all")
+
+# The NAS scripts, each named once. The change scripts run detached (detach.sh); the others
+# answer at once.
+DEPLOY_SCRIPT = "deploy-blue-green.sh"
+ROLLBACK_SCRIPT = "rollback.sh"
+REBUILD_ALL_SCRIPT = "rebuild-all.sh"
+DETACH_SCRIPT = "detach.sh"
+PREPARE_SCRIPT = "prepare.sh"
+FACTS_SCRIPT = "facts.sh"
+AUDIT_SCRIPT = "audit-append.sh"
+INSTALL_SCRIPT = "install.sh"
+CHANGE_SCRIPTS = (DEPLOY_SCRIPT, ROLLBACK_SCRIPT, REBUILD_ALL_SCRIPT)
 
 
 # --- where things live on the NAS -------------------------------------------------------
 
 def home(s: Settings) -> str:
-    return f"{s.nas_app_dir}/.loopctl"
+    return s.nas_loopctl_dir
 
 
-def state(s: Settings, name: str) -> str:
-    return f"{home(s)}/state/{name}"
+def in_home(s: Settings, relative: str) -> str:
+    """A path under the loopctl home, from its name in contract.env (`contract.RELEASES_FILE`...)."""
+    return f"{home(s)}/{relative}"
 
 
 def script(s: Settings, name: str) -> str:
-    return f"{home(s)}/scripts/{name}.sh"
+    return in_home(s, f"{contract.SCRIPTS_DIR}/{name}")
 
 
-def container(service: str, color: str) -> str:
-    return f"loop-api-{color}" if service == "api" else f"loop-{service}"
+def container(s: Settings, service: str, color: str | None = None) -> str:
+    """The stack's container for `api` (a color), `proxy`; other services are found by label."""
+    if service == "api":
+        return f"{s.api_service}-{color}"
+    if service == "proxy":
+        return contract.PROXY_CONTAINER
+    raise ValueError(service)
 
 
 # --- docker --------------------------------------------------------------------------------
 
 def docker(s: Settings, *args: str) -> Argv:
     return [s.nas_docker, *args]
-
-
-INSPECT_FORMAT = ("{{.Name}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}"
-                  "\t{{.Config.Image}}\t{{.State.StartedAt}}")
-
-
-def inspect_stack(s: Settings) -> Argv:
-    """One line per existing container; missing ones make docker exit 1 (expected)."""
-    return docker(s, "inspect", "--format", INSPECT_FORMAT, *STACK_CONTAINERS)
-
-
-def health_of(s: Settings, name: str) -> Argv:
-    return docker(s, "inspect", "--format",
-                  "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}", name)
 
 
 def logs(s: Settings, name: str, tail: int, since: str | None = None, follow: bool = False) -> Argv:
@@ -72,17 +75,8 @@ def stop(s: Settings, name: str) -> Argv:
 
 # --- NAS state files (world-readable, read as the SSH user) ----------------------------------
 
-def read(path: str) -> Argv:
-    return ["cat", "--", path]
-
-
 def tail_file(path: str, lines: int) -> Argv:
     return ["tail", "-n", str(lines), "--", path]
-
-
-def lock_is_free(s: Settings) -> Argv:
-    """Exit 75 when a deploy holds the lock; 0 when free, 66 when no deploy ever ran."""
-    return ["flock", "--nonblock", "--conflict-exit-code", "75", state(s, "deploy.lock"), "true"]
 
 
 def checksums(paths: Sequence[str]) -> Argv:
@@ -91,19 +85,29 @@ def checksums(paths: Sequence[str]) -> Argv:
 
 # --- the NAS scripts (run as root) --------------------------------------------------------------
 
-def run_script(s: Settings, name: str, flags: Sequence[str]) -> Argv:
+def facts(s: Settings, *args: str) -> Argv:
+    """Read-only facts only root can read (status, the lock, waiting for health)."""
+    return [script(s, FACTS_SCRIPT), *args]
+
+
+def prepare(s: Settings, commit: str) -> Argv:
+    return [script(s, PREPARE_SCRIPT), "--commit", commit]
+
+
+def detach(s: Settings, name: str, flags: Sequence[str]) -> Argv:
     """A change script, detached on the NAS so a dropped SSH session cannot cut it short."""
     if name not in CHANGE_SCRIPTS:
         raise ValueError(name)
-    return [script(s, "detach"), name, *flags]
+    return [script(s, DETACH_SCRIPT), name.removesuffix(".sh"), *flags]
 
 
 def audit_append(s: Settings, record: str) -> Argv:
-    return [script(s, "audit-append"), record]
+    return [script(s, AUDIT_SCRIPT), record]
 
 
-def make_upload_dir() -> Argv:
-    return ["mktemp", "-d", "/tmp/loopctl-setup.XXXXXX"]
+def make_upload_dir(purpose: str) -> Argv:
+    """A private folder of the SSH user's (mktemp makes it mode 700)."""
+    return ["mktemp", "-d", f"/tmp/loopctl-{purpose}.XXXXXX"]
 
 
 def unpack(archive: str, into: str) -> Argv:
@@ -112,7 +116,7 @@ def unpack(archive: str, into: str) -> Argv:
 
 def install_bundle(s: Settings, unpacked: str) -> Argv:
     """Through bash: the upload folder may sit on a noexec /tmp."""
-    return ["bash", f"{unpacked}/scripts/install.sh", home(s)]
+    return ["bash", f"{unpacked}/{contract.SCRIPTS_DIR}/{INSTALL_SCRIPT}", home(s), s.nas_app_dir]
 
 
 def remove_upload_dir(path: str) -> Argv:
@@ -125,12 +129,32 @@ def git(repo: str, *args: str) -> Argv:
     return ["git", "-C", repo, *args]
 
 
+# In the NAS checkout the app writes .git too: git runs there (as the SSH user, never root) with
+# hooks, fsmonitor, ssh commands, credential helpers and the ext transport forced off, after
+# its config passed `checkout_config` (see sync.py).
+NAS_GIT_SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.sshCommand=ssh",
+                  "-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "core.pager=cat")
+
+
+def nas_git(repo: str, *args: str) -> Argv:
+    return ["git", *NAS_GIT_SAFETY, "-C", repo, *args]
+
+
+def checkout_config(repo: str) -> Argv:
+    """The keys of the checkout's own git config, one a line (reading it runs nothing)."""
+    return ["git", "-C", repo, "config", "--local", "--list", "--name-only"]
+
+
 def dirty_files(repo: str) -> Argv:
     return git(repo, "status", "--porcelain", "--untracked-files=no")
 
 
 def head(repo: str) -> Argv:
     return git(repo, "rev-parse", "HEAD")
+
+
+def nas_head(repo: str) -> Argv:
+    return nas_git(repo, "rev-parse", "HEAD")
 
 
 def resolve(repo: str, ref: str) -> Argv:
@@ -141,13 +165,17 @@ def current_branch(repo: str) -> Argv:
     return git(repo, "symbolic-ref", "--quiet", "--short", "HEAD")
 
 
+def nas_current_branch(repo: str) -> Argv:
+    return nas_git(repo, "symbolic-ref", "--quiet", "--short", "HEAD")
+
+
 def push(repo: str, remote: str, branch: str) -> Argv:
     return git(repo, "push", "--porcelain", remote, f"refs/heads/{branch}:refs/heads/{branch}")
 
 
 def fetch(repo: str, remote: str, branch: str) -> Argv:
-    return git(repo, "fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
+    return nas_git(repo, "fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
 
 
 def fast_forward(repo: str, remote: str, branch: str) -> Argv:
-    return git(repo, "merge", "--ff-only", f"{remote}/{branch}")
+    return nas_git(repo, "merge", "--ff-only", f"{remote}/{branch}")

@@ -1,9 +1,11 @@
 """rebuild, rollback, rebuild-all and releases: the verbs backed by the NAS scripts.
 
-The scripts do the work on the NAS, detached from the SSH session (see
-`scripts/detach.sh`); these functions check what must hold before starting, run the
-script while streaming its log, and turn its exit status and summary line into the
-verb's result.
+A deploy has two halves. First `prepare.sh` exports the commit on the NAS and resolves the
+app's own compose file with Compose; `stackdef` turns that into the release's stack
+definition, which is uploaded next to nothing else (a private temporary folder of the SSH
+user). Then the change script runs on the NAS detached from the SSH session (see
+`scripts/detach.sh`) while its log streams here; its exit status and summary line become
+the verb's result.
 """
 
 from __future__ import annotations
@@ -11,26 +13,33 @@ from __future__ import annotations
 import re
 import sys
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
-from . import commands, install
+from . import commands, contract, install, stackdef
 from .audit import performer
-from .cli import Session
 from .errors import ConfigError, Refused, RemoteFailed
-from .stack import gather, live_color, refuse_during_deploy, table
-from .sync import local_sync
-
-# Exit statuses of the NAS scripts (see scripts/lib.sh).
-USAGE, NOTHING_TO_ROLL_BACK, LOCKED = 64, 69, 75
+from .facts import CHECKOUT_COMMIT, STATUS, gather, read, releases as releases_fact
+from .session import Session
+from .stack import table
+from .sync import local_sync, refuse_unsafe_git_config
 
 
 def preflight(s: Session, allow_drift: bool) -> None:
-    """Refuse before changing anything: drifted scripts, or another deploy running."""
-    drift, _ = gather(s.nas, install.drift, refuse_during_deploy)
-    if not install.is_in_sync(drift):
+    """Refuse before changing anything: drifted scripts, another change running, a NAS that
+    lacks a tool or whose loopctl home is not root's alone."""
+    drift, state = gather(s.nas, install.DRIFT, STATUS)
+    if not install.is_in_sync(drift) or not state.installed:
         message = f"the NAS scripts do not match this checkout: {install.describe_drift(drift)}"
         if not allow_drift or len(drift["missing"]) == drift["files"]:
             raise Refused(message + "; or pass --allow-drift to deploy with the NAS copies anyway")
         s.warn(message)
+    if state.lock:
+        raise Refused(f"a deploy is already running: {state.lock}")
+    if state.home_problems:
+        raise Refused(f"the loopctl home is not safe for root: {state.home_problems[0]} (run `inv setup`)")
+    if state.tool_problems:
+        raise Refused(f"the NAS lacks what the scripts use: {'; '.join(state.tool_problems)}")
 
 
 def script_flags(s: Session, verify_seconds: int) -> list[str]:
@@ -39,9 +48,9 @@ def script_flags(s: Session, verify_seconds: int) -> list[str]:
 
 
 def run_script(s: Session, name: str, flags: list[str]) -> dict[str, str]:
-    """Run a NAS script detached, stream its log; returns the fields of its summary line."""
+    """Run a NAS change script detached, stream its log; returns the fields of its summary line."""
     try:
-        result = s.nas.change(commands.run_script(s.settings, name, flags), stream=True, ok=None)
+        result = s.nas.change(commands.detach(s.settings, name, flags), stream=True, ok=None)
     except KeyboardInterrupt:
         print(f"\n{name} goes on on the NAS without this terminal; `inv status` shows when it is done",
               file=sys.stderr)
@@ -49,9 +58,9 @@ def run_script(s: Session, name: str, flags: list[str]) -> dict[str, str]:
     if result is None:
         return {}
     reason = script_error(result.stdout + result.stderr) or result.tail(1)
-    if result.exited in (LOCKED, NOTHING_TO_ROLL_BACK):
+    if result.exited in (contract.EXIT_LOCKED, contract.EXIT_NOTHING_TO_ROLL_BACK, contract.EXIT_REFUSED):
         raise Refused(reason)
-    if result.exited == USAGE:
+    if result.exited == contract.EXIT_USAGE:
         raise ConfigError(f"{name}: {reason}")
     if result.exited != 0:
         raise RemoteFailed(f"{name} failed (exit {result.exited}): {reason}")
@@ -79,14 +88,69 @@ def show_summary(s: Session, summary: dict[str, str], started: float, sync_secon
     s.say("    " + "  ".join(f"{key} {value}" for key, value in timings if value))
 
 
+# --- the release definition ---------------------------------------------------------------------
+
+def commit_to_deploy(s: Session, sync: bool) -> str:
+    """The full commit id: what local-sync pushed (and the NAS fast-forwarded to), else the NAS
+    checkout's HEAD. The NAS builds exactly this commit, whatever its checkout holds meanwhile."""
+    if sync:
+        return local_sync(s).pushed_to
+    refuse_unsafe_git_config(s)
+    commit = read(s.nas, CHECKOUT_COMMIT)
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise Refused(f"{s.settings.nas_app_dir} is not a git checkout with a commit: run `inv local-sync`")
+    return commit
+
+
+def prepare_release(s: Session, commit: str) -> stackdef.Release | None:
+    """Resolve the app's compose file at `commit` on the NAS and write this release's stack from it."""
+    result = s.nas.change(commands.prepare(s.settings, commit), ok=None)
+    if result is None:
+        return None
+    if result.exited != 0:
+        reason = script_error(result.stderr) or result.tail(1)
+        if result.exited == contract.EXIT_LOCKED:
+            raise Refused(reason)
+        if result.exited == contract.EXIT_USAGE:
+            raise ConfigError(reason)
+        raise RemoteFailed(f"prepare.sh failed (exit {result.exited}): {reason}")
+    release = stackdef.build_release(stackdef.parse_prepared(result.stdout), s.settings, commit)
+    for note in release.notes:
+        s.say(f"    {note}")
+    return release
+
+
+@contextmanager
+def uploaded(s: Session, release: stackdef.Release | None) -> Iterator[str]:
+    """The release definition in a private temporary folder of the SSH user's, for the script to
+    copy into the loopctl home; removed afterwards. It holds the app's environment, so it never
+    touches the workstation's disk."""
+    made = s.nas.change(commands.make_upload_dir("release"), sudo=False)
+    folder = made.stdout.strip() if made else "/tmp/loopctl-release.XXXXXX"
+    try:
+        if release is not None:
+            s.nas.put_bytes(release.stack_json().encode(), f"{folder}/{contract.RELEASE_STACK_FILE}")
+            s.nas.put_bytes(release.release_env().encode(), f"{folder}/{contract.RELEASE_ENV_FILE}")
+        yield folder
+    finally:
+        s.nas.change(commands.remove_upload_dir(folder), sudo=False)
+
+
+def change_flags(s: Session, commit: str, folder: str) -> list[str]:
+    return ["--commit", commit, "--release", folder, "--build-timeout", str(s.settings.deploy_build_timeout)]
+
+
+# --- the verbs ------------------------------------------------------------------------------------
+
 def rebuild(s: Session, sync: bool, allow_drift: bool) -> None:
     started = time.monotonic()
     preflight(s, allow_drift)
-    sync_seconds = None
-    if sync:
-        local_sync(s)
-        sync_seconds = time.monotonic() - started
-    summary = run_script(s, "deploy-blue-green", script_flags(s, s.settings.deploy_verify_seconds))
+    commit = commit_to_deploy(s, sync)
+    sync_seconds = time.monotonic() - started if sync else None
+    release = prepare_release(s, commit)
+    with uploaded(s, release) as folder:
+        summary = run_script(s, commands.DEPLOY_SCRIPT, script_flags(s, s.settings.deploy_verify_seconds)
+                             + change_flags(s, commit, folder))
     show_summary(s, summary, started, sync_seconds)
 
 
@@ -96,7 +160,7 @@ def rollback(s: Session, to: str | None) -> None:
         raise ConfigError(f"--to takes a commit id (4 to 40 hex digits), not {to!r}")
     preflight(s, allow_drift=True)
     flags = script_flags(s, s.settings.rollback_verify_seconds) + (["--to", to] if to else [])
-    show_summary(s, run_script(s, "rollback", flags), started, None)
+    show_summary(s, run_script(s, commands.ROLLBACK_SCRIPT, flags), started, None)
 
 
 def confirm_rebuild_all(s: Session, yes: bool) -> None:
@@ -115,27 +179,22 @@ def rebuild_all(s: Session, yes: bool, sync: bool) -> None:
     started = time.monotonic()
     confirm_rebuild_all(s, yes)
     preflight(s, allow_drift=False)
-    if sync:
-        local_sync(s)
-    run_script(s, "rebuild-all", script_flags(s, s.settings.deploy_verify_seconds))
+    commit = commit_to_deploy(s, sync)
+    release = prepare_release(s, commit)
+    with uploaded(s, release) as folder:
+        run_script(s, commands.REBUILD_ALL_SCRIPT, script_flags(s, s.settings.deploy_verify_seconds)
+                   + change_flags(s, commit, folder))
     if not s.dry:
         s.say(f"==> done in {time.monotonic() - started:.1f}s; to restore the old keys see README "
               f"'Restoring OAuth keys'")
 
 
-def parse_releases(text: str) -> list[dict[str, str]]:
-    fields = ("time", "kind", "commit", "image", "color", "performer")
-    return [dict(zip(fields, line.split("\t"))) for line in text.splitlines() if line.count("\t") == 5]
-
-
 def releases(s: Session, lines: int) -> None:
-    out = s.nas.probe(commands.tail_file(commands.state(s.settings, "releases.tsv"), lines), ok=(0, 1))
-    history = parse_releases(out.stdout)
+    history, state = gather(s.nas, releases_fact(lines), STATUS)
     if not history:
         s.say("no releases recorded yet")
         return
-    live = live_color(s.nas)
     rows = [("TIME", "KIND", "COMMIT", "COLOR", "BY")]
     rows += [(r["time"], r["kind"], r["commit"], r["color"], r["performer"]) for r in history]
     s.say(table(rows))
-    s.say(f"live color now: {live or 'none'}")
+    s.say(f"live color now: {state.live or 'none'}")

@@ -12,32 +12,26 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-import tempfile
-from pathlib import Path
 
-from . import commands
-from .cli import Session
-from .errors import AuthFailed, RemoteFailed
-from .runner import Nas
+from . import commands, contract
+from .errors import AuthFailed, Refused, RemoteFailed
+from .facts import STATUS, Fact, read
+from .runner import Nas, Output
+from .session import Session
 from .settings import PROJECT_DIR, Settings
 
-DEPLOY_FILES = ("deploy/docker-compose.yml", "deploy/nginx/nginx.conf")
+DEPLOY_FILES = (f"{contract.NGINX_CONF_DIR}/nginx.conf",)
+SCRIPT_FILES = ("scripts/contract.env",)
 
 
 def stack_env(s: Settings) -> str:
-    """What the NAS scripts and compose read; every value passed the settings' plain-text check."""
-    proxy_host = "127.0.0.1" if s.stack_bind in ("0.0.0.0", "") else s.stack_bind
+    """What the NAS scripts read (lib.sh STACK_FIELDS, exactly); every value passed the settings' checks."""
     values = {
         "DOCKER": s.nas_docker,
-        "BASE_IMAGE": s.stack_base_image,
-        "PROXY_IMAGE": s.stack_proxy_image,
-        "STACK_BIND": s.stack_bind,
-        "PROXY_HOST": proxy_host,
-        "PROXY_PORT": s.stack_proxy_port,
-        "AUTH_PORT": s.stack_auth_port,
-        "VAULT_DIR": s.stack_vault_dir,
-        "EXEC_VAULT_DIR": s.stack_exec_vault_dir,
-        "OAUTH_DIR": s.stack_oauth_dir,
+        "COMPOSE_VERSION": s.stack_compose,
+        "APP_DIR": s.nas_app_dir,
+        "APP_COMPOSE_FILE": s.app_compose_file,
+        "API_SERVICE": s.api_service,
         "KEEP_RELEASES": s.keep_releases,
     }
     lines = ["# Written by `inv setup` from the workstation's settings: change them there, run it again."]
@@ -45,10 +39,10 @@ def stack_env(s: Settings) -> str:
 
 
 def bundle(s: Settings) -> dict[str, bytes]:
-    """Path inside .loopctl -> content."""
+    """Path inside the loopctl home -> content."""
     files = {f"scripts/{p.name}": p.read_bytes() for p in sorted((PROJECT_DIR / "scripts").glob("*.sh"))}
-    files.update({path: (PROJECT_DIR / path).read_bytes() for path in DEPLOY_FILES})
-    files["stack.env"] = stack_env(s).encode()
+    files.update({path: (PROJECT_DIR / path).read_bytes() for path in (*SCRIPT_FILES, *DEPLOY_FILES)})
+    files[contract.STACK_ENV_FILE] = stack_env(s).encode()
     return files
 
 
@@ -80,17 +74,23 @@ def parse_sha256sum(text: str, prefix: str) -> dict[str, str]:
     return found
 
 
-def drift(nas: Nas) -> dict:
+def parse_drift(out: Output, s: Settings) -> dict:
     """{'files': n, 'changed': [...], 'missing': [...]} of the NAS copies against the local bundle."""
-    wanted = checksums(bundle(nas.settings))
-    prefix = commands.home(nas.settings) + "/"
-    out = nas.probe(commands.checksums([prefix + path for path in wanted]), ok=(0, 1))
-    found = parse_sha256sum(out.stdout, prefix)
+    wanted = checksums(bundle(s))
+    found = parse_sha256sum(out.stdout, commands.home(s) + "/")
     return {
         "files": len(wanted),
         "missing": [p for p in wanted if p not in found],
         "changed": [p for p in wanted if p in found and found[p] != wanted[p]],
     }
+
+
+DRIFT = Fact("drift", lambda s: commands.checksums([commands.in_home(s, p) for p in checksums(bundle(s))]),
+             parse_drift, ok=(0, 1))
+
+
+def drift(nas: Nas) -> dict:
+    return read(nas, DRIFT)
 
 
 def describe_drift(d: dict) -> str:
@@ -109,16 +109,14 @@ def is_in_sync(d: dict) -> bool:
 def setup(s: Session) -> None:
     nas, files = s.nas, bundle(s.settings)
     s.say(f"==> installing {len(files)} files into {commands.home(s.settings)} on {nas.where}")
-    made = nas.change(commands.make_upload_dir(), sudo=False)
+    made = nas.change(commands.make_upload_dir("setup"), sudo=False)
     upload_dir = made.stdout.strip() if made else "/tmp/loopctl-setup.XXXXXX"
     try:
-        with tempfile.TemporaryDirectory() as local_dir:
-            local_archive = Path(local_dir) / "bundle.tar"
-            local_archive.write_bytes(archive(files))
-            nas.put(str(local_archive), f"{upload_dir}/bundle.tar")
+        nas.put_bytes(archive(files), f"{upload_dir}/bundle.tar")
         nas.change(commands.unpack(f"{upload_dir}/bundle.tar", upload_dir), sudo=False)
         try:
-            result = nas.change(commands.install_bundle(s.settings, upload_dir), sudo=True)
+            result = nas.change(commands.install_bundle(s.settings, upload_dir), sudo=True,
+                                ok=(0, contract.EXIT_USAGE, contract.EXIT_LOCKED, contract.EXIT_REFUSED))
         except AuthFailed as error:
             raise AuthFailed(f"{error} (the installer runs as root from a temporary folder, so `inv setup` "
                              f"needs full sudo: run it once with NAS_SUDO_PASSWORD set)") from None
@@ -126,8 +124,21 @@ def setup(s: Session) -> None:
         nas.change(commands.remove_upload_dir(upload_dir), sudo=False)
     if result is None:
         return
+    if result.exited != 0:
+        reason = next((l.removeprefix("ERROR: ") for l in result.stderr.splitlines() if l.startswith("ERROR: ")),
+                      result.tail(1))
+        error = Refused if result.exited in (contract.EXIT_REFUSED, contract.EXIT_LOCKED) else RemoteFailed
+        raise error(f"setup: {reason}")
     s.say(result.stdout.rstrip())
     d = drift(nas)
     if not is_in_sync(d):
         raise RemoteFailed(f"installed files do not match the bundle: {describe_drift(d)}")
     s.say(f"==> scripts {describe_drift(d)}")
+    state = read(nas, STATUS)
+    for problem in state.tool_problems:
+        s.warn(f"the NAS lacks what the scripts use: {problem}")
+    for problem in state.home_problems:
+        s.warn(f"the loopctl home is not safe: {problem}")
+    if state.tool_problems or state.home_problems:
+        raise Refused("the NAS is not ready for deploys (see the warnings above)")
+    s.say("==> the NAS has every tool the scripts use; the loopctl home is root's alone")

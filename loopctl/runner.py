@@ -8,6 +8,11 @@ turned into one-line errors with distinct exit codes.
 Why the sudo dance: the password is typed into sudo's own prompt by a watcher on the
 SSH channel (`sudo --stdin` reads it). It never appears in a command line, an echo, an
 environment variable or the output, unlike the echoed password piped into sudo it replaces.
+The prompt is new for every command and answered at most once, before the command's own
+output begins (see `SudoPrompt`), so nothing a command prints can draw the password out.
+
+What comes back from the NAS (container logs included) is someone else's text: it reaches
+the terminal without control characters or escape sequences, and without secrets.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from secrets import token_hex
 from typing import Callable, Iterable, Sequence, TextIO
 
 from .errors import AuthFailed, HostKeyError, RemoteFailed, Unreachable
 from .settings import Settings
+from .text import scrub
 
-SUDO_PROMPT = "[loopctl] sudo password:"
+SUDO_PROMPT = "[loopctl {}] sudo password:"
+SHOWN_PROMPT = SUDO_PROMPT.format("<random>")  # what --dry and --echo print: stable and readable
+SUDO_REFUSED = "Sorry, try again."
 
 # Paramiko logs connection failures with tracebacks from its own thread; the error the user
 # sees is ours (one line), so its log records go nowhere unless a caller configures logging.
@@ -44,22 +53,23 @@ class Output:
         return " | ".join(text[-lines:]) or "no output"
 
 
-class Scrubbed:
-    """A text stream that, line by line, blanks out secrets and drops sudo's prompt before
-    anything reaches the terminal."""
+def new_prompt() -> str:
+    """A sudo prompt no command can know in advance (64 random bits)."""
+    return SUDO_PROMPT.format(token_hex(8))
 
-    def __init__(self, stream: TextIO, secrets: Iterable[str]):
+
+class Scrubbed:
+    """A text stream that, line by line, drops sudo's prompt, control characters and escape
+    sequences and blanks out secrets before anything reaches the terminal."""
+
+    def __init__(self, stream: TextIO, secrets: Iterable[str], prompt: str = ""):
         self.stream = stream
         self.secrets = [secret for secret in secrets if secret]
+        self.prompt = prompt
         self.pending = ""
 
-    def hide_secrets(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "****")
-        return text
-
     def scrub(self, text: str) -> str:
-        return self.hide_secrets(text.replace(SUDO_PROMPT, ""))
+        return scrub(text.replace(self.prompt, "") if self.prompt else text, self.secrets)
 
     def write(self, data: str) -> None:
         self.pending += data
@@ -75,6 +85,60 @@ class Scrubbed:
         self.stream.flush()
 
 
+class SudoPrompt:
+    """Types the password into sudo's prompt: once, and only while sudo is the one talking.
+
+    sudo prints its prompt before it runs the command, on stderr (on the one stream of a
+    pty), and then waits. So the prompt counts only as the last line received so far on its
+    stream, the first there, with nothing yet on the other stream; lines before it on its
+    own stream are sudo's (a first-use lecture, a warning). Anything else that arrives first
+    is the command's output, and from then on nothing is answered, nor after the one answer:
+    whatever a command prints (a prompt it guessed or read from `ps`, the old fixed
+    `[loopctl] sudo password:`) cannot draw the password out. Invoke hands a watcher each
+    stream's whole text from that stream's reader thread, hence the per-thread counts.
+    """
+
+    def __init__(self, prompt: str, password: str):
+        self.prompt, self.password = prompt, password
+        self.lock = threading.Lock()
+        self.received: dict[int, int] = {}  # characters seen so far, per reader thread
+        self.closed = False  # the command's output began: never answer
+        self.answered: tuple[int, int] | None = None  # (reader thread, characters seen then)
+        self.settled = False  # sudo took the password (or it cannot tell any more)
+
+    def submit(self, stream: str) -> list[str]:
+        me = threading.get_ident()
+        with self.lock:
+            self.received[me] = len(stream)
+            if self.answered is not None:
+                self._check_accepted(me, stream)
+                return []
+            if self.closed or not stream:
+                return []
+            others_spoke = any(count for thread, count in self.received.items() if thread != me)
+            last_line = stream.rpartition("\n")[2]
+            if others_spoke or not self.prompt.startswith(last_line):
+                self.closed = True
+                return []
+            if last_line != self.prompt or stream.count(self.prompt) != 1:
+                return []  # sudo's lines so far, or the start of its prompt: wait for more
+            self.answered = (me, len(stream))
+            return [self.password + "\n"]
+
+    def _check_accepted(self, me: int, stream: str) -> None:
+        """After the answer, sudo either runs the command or says it refused the password."""
+        thread, seen = self.answered
+        if self.settled or me != thread:
+            return
+        reply = stream[seen:].lstrip("\r\n")
+        if reply.startswith(SUDO_REFUSED):
+            from invoke.exceptions import ResponseNotAccepted
+
+            self.settled = True
+            raise ResponseNotAccepted("sudo refused the password")
+        self.settled = not SUDO_REFUSED.startswith(reply)
+
+
 class Runner:
     """What both places share: `probe` runs even under --dry (it only reads), `change`
     is printed instead of run under --dry. Subclasses only execute."""
@@ -86,8 +150,9 @@ class Runner:
         self.settings = settings
         self.dry = dry
         self.echo = echo
-        self.out = Scrubbed(out, settings.secrets())
-        self.err = Scrubbed(err, settings.secrets())
+        self.secrets = settings.secrets()
+        self.out = Scrubbed(out, self.secrets)
+        self.err = Scrubbed(err, self.secrets)
 
     def probe(self, argv: Sequence[str], *, sudo: bool = False, ok: Sequence[int] = (0,)) -> Output:
         """Run a read-only command; it runs under --dry too, so the printed plan is the true one."""
@@ -112,7 +177,7 @@ class Runner:
 
     def show(self, argv: Sequence[str], sudo: bool) -> None:
         self.out.flush()
-        self.out.stream.write(self.out.hide_secrets(f"[{self.where}] {self.command_line(argv, sudo)}\n"))
+        self.out.stream.write(self.out.scrub(f"[{self.where}] {self.command_line(argv, sudo)}\n"))
         self.out.stream.flush()
 
     def _run(self, argv, *, sudo, ok, stream, pty, timeout) -> Output:
@@ -171,11 +236,13 @@ class Nas(Runner):
         self.where = f"{settings.nas_user}@{settings.nas_host}:{settings.nas_port}"
         self._connection = None
 
-    def command_line(self, argv: Sequence[str], sudo: bool) -> str:
+    def command_line(self, argv: Sequence[str], sudo: bool, prompt: str = SHOWN_PROMPT) -> str:
+        """The line that runs; printed (--dry, --echo) with a placeholder for the prompt,
+        which is new for every command."""
         if not sudo:
             return shlex.join(argv)
         if self.settings.nas_sudo_password:
-            return shlex.join(["sudo", "--stdin", f"--prompt={SUDO_PROMPT}", "--", *argv])
+            return shlex.join(["sudo", "--stdin", f"--prompt={prompt}", "--", *argv])
         return shlex.join(["sudo", "--non-interactive", "--", *argv])
 
     @property
@@ -200,16 +267,24 @@ class Nas(Runner):
         # The SSH banner and the authentication get the same bound as the TCP connect.
         connect_kwargs = {"banner_timeout": s.nas_connect_timeout, "auth_timeout": s.nas_connect_timeout,
                           **({"key_filename": [str(s.nas_ssh_key)]} if s.nas_ssh_key else {})}
+        # ~/.ssh/config is read (aliases, keys, ProxyJump), but the agent is never forwarded: the
+        # NAS runs what others deploy, and a forwarded agent lets root there log in as you.
         conn = Connection(s.nas_host, user=s.nas_user, port=s.nas_port, connect_timeout=s.nas_connect_timeout,
-                          connect_kwargs=connect_kwargs, config=Config(overrides={"load_ssh_configs": True}))
-        conn.client.load_system_host_keys(known_hosts)
-        conn.client.set_missing_host_key_policy(PinnedHostKeys(known_hosts))
+                          connect_kwargs=connect_kwargs, forward_agent=False,
+                          config=Config(overrides={"load_ssh_configs": True}))
+        hop = conn
+        while isinstance(hop, Connection):  # the NAS, then each ProxyJump host: all pinned
+            hop.client.load_system_host_keys(known_hosts)
+            hop.client.set_missing_host_key_policy(PinnedHostKeys(known_hosts))
+            hop.forward_agent = False
+            hop.connect_timeout = hop.connect_timeout or s.nas_connect_timeout
+            hop = hop.gateway
         try:
             conn.open()
         except HostKeyError:
             raise
         except paramiko.BadHostKeyException as exc:
-            raise HostKeyError(f"host key of {self.where} CHANGED (offered {exc.key.get_name()}, pinned in "
+            raise HostKeyError(f"host key of {exc.hostname} CHANGED (offered {exc.key.get_name()}, pinned in "
                                f"{known_hosts} differs): possible interception; refusing. If the NAS was "
                                f"reinstalled, verify the new key on its console and replace the pinned line") from None
         except paramiko.AuthenticationException:
@@ -230,29 +305,27 @@ class Nas(Runner):
 
     def _execute(self, argv, *, sudo, stream, pty, timeout) -> Output:
         from invoke.exceptions import CommandTimedOut, Failure
-        from invoke.watchers import FailingResponder
 
-        watchers = []
+        prompt = new_prompt()
         password = self.settings.nas_sudo_password
-        if sudo and password:
-            watchers.append(FailingResponder(pattern=re.escape(SUDO_PROMPT), response=password + "\n",
-                                             sentinel="Sorry, try again."))
+        watchers = [SudoPrompt(prompt, password)] if sudo and password else []
+        out, err = Scrubbed(self.out.stream, self.secrets, prompt), Scrubbed(self.err.stream, self.secrets, prompt)
         try:
             # An explicit out_stream would un-hide the output, so streams are given only to stream.
-            streams = {"out_stream": self.out, "err_stream": self.err} if stream else {}
+            streams = {"out_stream": out, "err_stream": err} if stream else {}
             # A pty makes the remote command end with the session (Ctrl-C, dropped link); sudo
             # turns echo off on it while it reads the password.
-            result = self.connection.run(self.command_line(argv, sudo), warn=True, hide=not stream, pty=pty,
-                                         in_stream=False, watchers=watchers, timeout=timeout, **streams)
+            result = self.connection.run(self.command_line(argv, sudo, prompt), warn=True, hide=not stream,
+                                         pty=pty, in_stream=False, watchers=watchers, timeout=timeout, **streams)
         except CommandTimedOut:
             raise RemoteFailed(f"{self.where}: `{shlex.join(argv)}` timed out after {timeout}s") from None
         except Failure:
             self.close()
             raise AuthFailed(f"sudo on {self.where} rejected NAS_SUDO_PASSWORD") from None
         finally:
-            self.out.flush()
-            self.err.flush()
-        return Output(result.stdout, result.stderr, result.exited)
+            out.flush()
+            err.flush()
+        return Output(result.stdout.replace(prompt, ""), result.stderr.replace(prompt, ""), result.exited)
 
     def _failure(self, argv, result: Output) -> Exception:
         if "a password is required" in result.stderr:
@@ -262,12 +335,16 @@ class Nas(Runner):
             return AuthFailed(f"sudo on {self.where} refused `{shlex.join(argv)}`: {result.tail(1)}")
         return super()._failure(argv, result)
 
-    def put(self, local_path: str, remote_path: str) -> None:
-        """Upload a file as the SSH user (into a temp folder; a sudo'd step moves it into place)."""
+    def put_bytes(self, content: bytes, remote_path: str) -> None:
+        """Upload content as the SSH user, readable by that user only (into a private temp folder;
+        a sudo'd step copies it into place). Nothing is written on the workstation's disk."""
         if self.dry:
-            self.show(["sftp-put", local_path, remote_path], sudo=False)
+            self.show(["sftp-put", f"<{len(content)} bytes>", remote_path], sudo=False)
             return
-        self.connection.put(local_path, remote_path)
+        # Fabric keeps one SFTP session per connection: it is not closed here.
+        with self.connection.sftp().open(remote_path, "wb") as handle:
+            handle.chmod(0o600)
+            handle.write(content)
 
     def close(self) -> None:
         if self._connection is not None:

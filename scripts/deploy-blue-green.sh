@@ -1,61 +1,129 @@
 #!/usr/bin/env bash
-# Zero-downtime deploy of the checked-out commit: build the idle color, wait until it is
-# healthy, switch nginx to it, verify through the proxy, then stop (not remove) the old
-# color so `rollback.sh` can bring it back in seconds.
+# Zero-downtime deploy of one commit: build it as the idle color, wait until it is healthy,
+# switch nginx to it, verify through the proxy, then stop (not remove) the old color so
+# rollback.sh can bring it back in seconds.
 #
 # Any failure before the switch is verified is undone (traffic back, new container removed),
 # so the old color never stops serving. Run it through detach.sh so that a dropped SSH
 # session cannot interrupt it half-way.
 set -Eeuo pipefail
 
+# shellcheck source=lib-deploy.sh
+. "$(dirname "$0")/lib-deploy.sh"
+
+VERIFY_SECONDS=$DEPLOY_VERIFY_SECONDS
+
 usage() {
-  cat <<'USAGE'
-usage: deploy-blue-green.sh [--performer NAME] [--health-timeout SECONDS] [--verify-seconds SECONDS]
+  cat <<USAGE
+usage: deploy-blue-green.sh --commit SHA --release DIR [FLAGS]
+
+Builds SHA from an export of the app checkout (its tracked files only) as the idle color,
+with the definition loopctl wrote from the app's compose file, and switches to it once it
+is healthy. Where the app's own api container holds the port, the first deploy takes it over.
+
+  --commit SHA          full commit id to deploy (required)
+  --release DIR         folder holding stack.json and release.env from loopctl (required)
+  --performer NAME      who deploys, for the lock and the history (default: unknown)
+  --health-timeout S    seconds the new color has to become healthy (default: $HEALTH_TIMEOUT)
+  --verify-seconds S    seconds of requests through the proxy after the switch (default: $DEPLOY_VERIFY_SECONDS)
+  --build-timeout S     seconds the build may take before it is stopped (default: $BUILD_TIMEOUT)
+  --help                this text
+
+Exit: 0 deployed; $EXIT_FAILED failed, the live release still serves; $EXIT_USAGE bad usage;
+$EXIT_DISK_FULL disk full; $EXIT_LOCKED another change holds the lock; $EXIT_REFUSED refused before any change.
 USAGE
 }
 
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
-
-HEALTH_TIMEOUT=120
-VERIFY_SECONDS=30
+# build SHORT SERVICES...: within BUILD_TIMEOUT; a full disk is said so.
+build() {
+  local short=$1 rc
+  shift
+  local -a COMPOSE_PREFIX=(timeout --kill-after=10 "$BUILD_TIMEOUT")
+  set +e
+  compose_release "$short" build "$@" 2>&1 | tee "$BUILD/build.log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  ((rc == 0)) && return 0
+  ((rc != 124 && rc != 137)) || die "the build took longer than ${BUILD_TIMEOUT}s (DEPLOY_BUILD_TIMEOUT): stopped"
+  if grep -qi 'no space left on device' "$BUILD/build.log"; then disk_full_or_die "no space left on device while building"; fi
+  die "the build failed (exit $rc)"
+}
 
 main() {
   parse_flags "$@"
-  ((${#EXTRA_FLAGS[@]} == 0)) || { usage >&2; exit 64; }
+  local commit="" from="" flag
+  for flag in "${EXTRA_FLAGS[@]}"; do
+    case $flag in
+      commit=*) commit=${flag#commit=} ;;
+      release=*) from=${flag#release=} ;;
+      build-timeout=*) BUILD_TIMEOUT=${flag#build-timeout=} ;;
+      *) usage_error ;;
+    esac
+  done
+  [[ $commit =~ ^[0-9a-f]{40}$ && $from == /* && $BUILD_TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error
   load_stack_env
-  local commit old_commit="" t0 t_built t_healthy
-  commit=$(head_commit)
-  take_lock deploy "$commit"
+  local short=${commit:0:12} old_commit="" takeover="" t0 t_built t_healthy services
+  take_lock deploy "$short"
   trap finish_change EXIT
+  install_release "$from" "$short"
+  load_release "$short"
+  # shellcheck disable=SC2153  # COMMIT is the release's field
+  [[ $COMMIT == "$commit" ]] || die "the release definition names $COMMIT, not $commit" "$EXIT_USAGE"
+  proxy_host
 
   live=$(live_color)
+  takeover=$(check_names_and_port)
+  if [[ -n $takeover ]]; then
+    LEGACY_CONTAINER=$(legacy_container)
+    live=app
+  elif [[ $live == app ]]; then
+    die "$APP_LIVE says the app's own container serves, but it does not hold port $PROXY_PORT: check 'inv status'" "$EXIT_REFUSED"
+  fi
   target=$(other_color "${live:-green}")
-  [[ -z $live ]] || old_commit=$(color_commit "$live")
-  step "deploy $commit: live is ${live:-nothing} (${old_commit:-none}), building $target"
+  [[ $live != app ]] || target=blue
+  case $live in
+    "") old_commit=none ;;
+    app) old_commit="app ($LEGACY_CONTAINER)" ;;
+    *) old_commit=$(color_commit "$live") ;;
+  esac
+  step "deploy $short: live is ${live:-nothing} (${old_commit:-none}), building $target"
+  journal op=deploy "commit=$short" "live=$live" "target=$target" step=build
 
   t0=$(ms_now)
-  build_color "$target" "$commit"
+  export_commit "$commit"
+  services=("$(container "$target")")
+  [[ -z $BUILD_SERVICES ]] || read -ra services <<<"$(container "$target") ${BUILD_SERVICES//,/ }"
+  build "$short" "${services[@]}"
   t_built=$(ms_now)
-  step "built loop-api:$commit in $(elapsed "$t0" "$t_built")"
+  step "built $API_REPO:$short in $(elapsed "$t0" "$t_built")"
 
-  if [[ -z $(docker ps -aq --filter name='^loop-auth$') ]]; then
-    step "first deploy: starting the auth service"
-    compose up -d --build auth
+  ensure_shared_objects
+  if [[ -n $AUX_SERVICES ]]; then
+    # Compose recreates them only if their definition or image changed.
+    # shellcheck disable=SC2086  # a comma list made words
+    compose_release "$short" up -d --no-deps --no-build ${AUX_SERVICES//,/ }
   fi
 
   brought_up=created
-  start_color "$target" "$commit"
+  journal_set step start
+  compose_release "$short" up -d --no-deps --no-build --force-recreate "$(container "$target")"
   step "waiting for $(container "$target") to be healthy (up to ${HEALTH_TIMEOUT}s)"
+  journal_set step health
   wait_healthy "$(container "$target")" "$HEALTH_TIMEOUT" || die "$(container "$target") did not become healthy"
   t_healthy=$(ms_now)
 
-  switch_and_verify "$commit"
-  record_release deploy "$commit" "$target"
-  prune_images
-  step "deployed $commit on $target"
+  if [[ -n $takeover ]]; then
+    takeover_and_verify "$short"
+    record_release adopted app "$(docker inspect -f '{{.Config.Image}}' "$LEGACY_CONTAINER")" app
+  else
+    switch_and_verify "$short"
+  fi
+  retire_old
+  record_release deploy "$short" "$API_REPO:$short" "$target"
+  prune_releases || warn "pruning old releases failed"
+  step "deployed $short on $target"
   printf 'summary: old=%s new=%s color=%s build=%s healthy=%s switch=%s verify=%s\n' \
-    "${old_commit:-none}" "$commit" "$target" "$(elapsed "$t0" "$t_built")" "$(elapsed "$t_built" "$t_healthy")" \
+    "${old_commit%% *}" "$short" "$target" "$(elapsed "$t0" "$t_built")" "$(elapsed "$t_built" "$t_healthy")" \
     "$(elapsed "$t_healthy" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")"
 }
 

@@ -4,28 +4,33 @@
 # the script finishes (or backs out) and releases its lock on its own.
 set -Eeuo pipefail
 
-usage() {
-  echo "usage: detach.sh deploy-blue-green|rollback|rebuild-all [FLAGS...]" >&2
-  exit 64
-}
-
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-readonly RUNS=$LOOP_STATE_DIR/runs
+usage() {
+  cat <<USAGE
+usage: detach.sh deploy-blue-green|rollback|rebuild-all [FLAGS...]
+
+Runs SCRIPT.sh from this folder detached (setsid), logging to $LOOPCTL_HOME/$RUNS_DIR/,
+and streams the log; exits with the script's status. \`detach.sh SCRIPT --help\` shows its flags.
+USAGE
+}
 
 main() {
-  local name=${1:-} id log pid
+  local name=${1:-} id log pid runs=$LOOPCTL_HOME/$RUNS_DIR
   # Only the known scripts: sudoers may allow this one, it must not run anything else.
   case $name in
+    --help | -h) usage; exit 0 ;;
     deploy-blue-green | rollback | rebuild-all) shift ;;
-    *) usage ;;
+    *) usage_error ;;
   esac
-  umask 022
-  mkdir -p "$RUNS"
-  find "$RUNS" -type f -mtime +30 -delete
+  if [[ ${1:-} == --help ]]; then
+    exec "$(dirname "$0")/$name.sh" --help
+  fi
+  mkdir -p "$runs"
+  find "$runs" -type f -mtime +30 -delete
   id=$(date -u +%Y%m%dT%H%M%SZ)-$name-$$
-  log=$RUNS/$id.log
+  log=$runs/$id.log
   : >"$log"
   # shellcheck disable=SC2016  # expanded by the inner bash: $1 is the log, then the command
   setsid bash -c '"${@:2}" >"$1" 2>&1 </dev/null; echo $? >"$1.rc"' detached "$log" \

@@ -1,67 +1,102 @@
 #!/usr/bin/env bash
-# Full recreate of the stack (auth, the live api color, proxy) with new OAuth keys.
-# Every ChatGPT session ends, so `inv rebuild-all` asks first. Nothing is deleted before
-# the new images are built and the keys directory and oauth.db are copied, and the copy
-# checked, into a timestamped backup folder.
+# Full recreate of the stack (the app's other services, the live api color, the proxy) with
+# new OAuth keys. Every ChatGPT session ends, so `inv rebuild-all` asks first. Nothing is
+# deleted before the new images are built and the OAuth folder is copied, and the copy
+# checked, into a timestamped backup folder only root can read.
 set -Eeuo pipefail
 
+# shellcheck source=lib-deploy.sh
+. "$(dirname "$0")/lib-deploy.sh"
+
+VERIFY_SECONDS=$DEPLOY_VERIFY_SECONDS
+
 usage() {
-  cat <<'USAGE'
-usage: rebuild-all.sh [--performer NAME] [--health-timeout SECONDS] [--verify-seconds SECONDS]
+  cat <<USAGE
+usage: rebuild-all.sh --commit SHA --release DIR [FLAGS]
+
+  --commit SHA          full commit id to build (required)
+  --release DIR         folder holding stack.json and release.env from loopctl (required)
+  --performer NAME      who rebuilds, for the lock and the history (default: unknown)
+  --health-timeout S    seconds each container has to become healthy (default: $HEALTH_TIMEOUT)
+  --verify-seconds S    seconds of requests through the proxy at the end (default: $DEPLOY_VERIFY_SECONDS)
+  --build-timeout S     seconds the build may take before it is stopped (default: $BUILD_TIMEOUT)
+  --help                this text
 USAGE
 }
 
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
-
-HEALTH_TIMEOUT=120
-VERIFY_SECONDS=30
-
-# Copy keys/ and oauth.db to a new backup folder, check the copy, print the folder.
+# Copy the OAuth folder (keys/, oauth.db) to a new backup folder, check the copy, print the
+# folder. An empty or missing OAuth folder (no keys yet) backs up nothing and says so.
 backup_oauth() {
-  local dest item
-  dest=$LOOP_STATE_DIR/backups/oauth-$(date -u +%Y%m%dT%H%M%SZ)
-  mkdir -p "$dest"
-  chmod 700 "$LOOP_STATE_DIR/backups" "$dest"
-  : >"$dest/SHA256SUMS"
-  for item in keys oauth.db; do
-    if [[ -e $OAUTH_DIR/$item ]]; then
-      cp -a "$OAUTH_DIR/$item" "$dest/"
-      (cd "$OAUTH_DIR" && find "$item" -type f -exec sha256sum {} +) >>"$dest/SHA256SUMS"
-    fi
-  done
-  (cd "$dest" && sha256sum --check --quiet SHA256SUMS) || die "backup in $dest does not match the originals: nothing deleted"
+  local dest
+  dest=$LOOPCTL_HOME/$BACKUPS_DIR/oauth-$(date -u +%Y%m%dT%H%M%SZ)
+  install -d -m 0700 "$LOOPCTL_HOME/$BACKUPS_DIR"
+  install -d -m 0700 "$dest"
+  if [[ -z $(ls -A "$OAUTH_DIR" 2>/dev/null) ]]; then
+    echo "no OAuth keys or database in $OAUTH_DIR yet: nothing to back up" >"$dest/EMPTY"
+    echo "$dest"
+    return
+  fi
+  cp -a "$OAUTH_DIR/." "$dest/" || disk_full_or_die "copying $OAUTH_DIR to $dest failed: nothing deleted"
+  (cd "$OAUTH_DIR" && find . -type f -exec sha256sum {} +) >"$dest.SHA256SUMS"
+  (cd "$dest" && sha256sum --check --quiet "$dest.SHA256SUMS") ||
+    die "backup in $dest does not match the originals: nothing deleted"
+  mv "$dest.SHA256SUMS" "$dest/SHA256SUMS"
   echo "$dest"
 }
 
 main() {
   parse_flags "$@"
-  ((${#EXTRA_FLAGS[@]} == 0)) || { usage >&2; exit 64; }
+  local commit="" from="" flag color backup services
+  for flag in "${EXTRA_FLAGS[@]}"; do
+    case $flag in
+      commit=*) commit=${flag#commit=} ;;
+      release=*) from=${flag#release=} ;;
+      build-timeout=*) BUILD_TIMEOUT=${flag#build-timeout=} ;;
+      *) usage_error ;;
+    esac
+  done
+  [[ $commit =~ ^[0-9a-f]{40}$ && $from == /* && $BUILD_TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error
   load_stack_env
-  local commit color backup
-  commit=$(head_commit)
-  take_lock rebuild-all "$commit"
-  trap release_lock EXIT
+  local short=${commit:0:12}
+  take_lock rebuild-all "$short"
+  trap 'journal_clear; release_lock' EXIT
+  install_release "$from" "$short"
+  load_release "$short"
+  proxy_host
+  [[ -n $OAUTH_DIR ]] || die "the api mounts no OAuth folder (API_OAUTH_PATH): rebuild-all would replace no keys" "$EXIT_USAGE"
   color=$(live_color)
+  [[ $color != app ]] || die "the app's own container serves: run 'inv rebuild' first (it takes the port over), then rebuild-all" "$EXIT_REFUSED"
   color=${color:-blue}
+  [[ -z $(check_names_and_port) ]] || die "the app's own container holds port $PROXY_PORT: run 'inv rebuild' first" "$EXIT_REFUSED"
 
-  step "rebuild-all $commit: building loop-api:$commit and loop-auth"
-  build_color "$color" "$commit"
-  compose build auth
+  step "rebuild-all $short: building $API_REPO:$short and ${BUILD_SERVICES:-nothing else}"
+  journal op=rebuild-all "commit=$short" "target=$color" step=build
+  export_commit "$commit"
+  read -ra services <<<"$(container "$color") ${BUILD_SERVICES//,/ }"
+  local -a COMPOSE_PREFIX=(timeout --kill-after=10 "$BUILD_TIMEOUT")
+  compose_release "$short" build "${services[@]}"
+  COMPOSE_PREFIX=()
 
   backup=$(backup_oauth)
-  step "backed up OAuth keys and database to $backup"
-  rm -rf "${OAUTH_DIR:?}/keys" "${OAUTH_DIR:?}/oauth.db"
+  step "backed up the OAuth folder $OAUTH_DIR to $backup"
+  journal_set step replace
+  find "$OAUTH_DIR" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 
-  step "recreating auth, $(container "$color") and proxy (new OAuth keys)"
-  mv -f "$(write_candidate "$color" "$commit")" "$UPSTREAM"
-  color_compose "$color" "$commit" up -d --no-build --force-recreate auth "api-$color" proxy
-  wait_healthy loop-auth "$HEALTH_TIMEOUT" || die "loop-auth did not become healthy; the backup is in $backup"
-  wait_healthy "$(container "$color")" "$HEALTH_TIMEOUT" || die "$(container "$color") did not become healthy"
-  verify_through_proxy "$color" "$VERIFY_SECONDS" || die "verification through the proxy failed"
-  record_release rebuild-all "$commit" "$color"
-  prune_images
-  step "rebuilt everything at $commit on $color; OAuth keys are new"
+  step "recreating ${AUX_SERVICES:+${AUX_SERVICES//,/, }, }$(container "$color") and the proxy (new OAuth keys)"
+  mv -f "$(write_candidate "$color" "$short")" "$UPSTREAM"
+  ensure_shared_objects
+  # shellcheck disable=SC2086  # a comma list made words
+  compose_release "$short" up -d --no-deps --no-build --force-recreate ${AUX_SERVICES//,/ } "$(container "$color")" proxy
+  for service in ${AUX_SERVICES//,/ }; do
+    wait_healthy "$(compose_release "$short" ps -q "$service" | head -n 1)" "$HEALTH_TIMEOUT" ||
+      die "$service did not become healthy; the backup is in $backup"
+  done
+  wait_healthy "$(container "$color")" "$HEALTH_TIMEOUT" || die "$(container "$color") did not become healthy; the backup is in $backup"
+  wait_port_answers || true
+  verify_through_proxy "$color" "$VERIFY_SECONDS" || die "verification through the proxy failed; the backup is in $backup"
+  record_release rebuild-all "$short" "$API_REPO:$short" "$color"
+  prune_releases || warn "pruning old releases failed"
+  step "rebuilt everything at $short on $color; OAuth keys are new"
   echo "backup: $backup"
 }
 

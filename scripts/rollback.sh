@@ -1,71 +1,138 @@
 #!/usr/bin/env bash
 # Put the previous release back: start the other color's kept container (or recreate it from
-# a kept image with --to), wait until healthy, switch nginx, verify, stop the bad one.
-# With the previous container still present this takes seconds: nothing is built.
+# a kept release with --to), wait until healthy, switch nginx, verify, stop the bad one.
+# Right after a takeover, the previous release is the app's own container: it gets its port
+# back, exactly as it ran before. Nothing is built.
 set -Eeuo pipefail
 
+# shellcheck source=lib-deploy.sh
+. "$(dirname "$0")/lib-deploy.sh"
+
+VERIFY_SECONDS=$ROLLBACK_VERIFY_SECONDS
+
 usage() {
-  cat <<'USAGE'
-usage: rollback.sh [--to COMMIT] [--performer NAME] [--health-timeout SECONDS] [--verify-seconds SECONDS]
+  cat <<USAGE
+usage: rollback.sh [--to COMMIT] [FLAGS]
+
+  --to COMMIT           a kept release (its commit id or a prefix) instead of the previous one
+  --performer NAME      who rolls back, for the lock and the history (default: unknown)
+  --health-timeout S    seconds the release has to become healthy (default: $HEALTH_TIMEOUT)
+  --verify-seconds S    seconds of requests through the proxy after the switch (default: $ROLLBACK_VERIFY_SECONDS)
+  --help                this text
+
+Exit: 0 rolled back; $EXIT_FAILED failed, the live release still serves; $EXIT_USAGE bad usage;
+$EXIT_NOTHING_TO_ROLL_BACK nothing to roll back to; $EXIT_LOCKED another change holds the lock.
 USAGE
 }
 
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
-
-HEALTH_TIMEOUT=120
-VERIFY_SECONDS=2
-
-# The kept image tag for a commit id (either may be the longer one); fails unless exactly one.
+# kept_tag PREFIX: the one kept release whose commit starts with PREFIX (or is a prefix of it).
 kept_tag() {
-  local tag matches=()
-  for tag in $(docker image ls loop-api --format '{{.Tag}}'); do
-    if [[ $tag == "$1"* || $1 == "$tag"* ]]; then matches+=("$tag"); fi
+  local dir tag matches=()
+  for dir in "$LOOPCTL_HOME/$RELEASES_DIR"/*; do
+    tag=$(basename "$dir")
+    [[ -d $dir && $tag =~ ^[0-9a-f]{12}$ ]] || continue
+    if [[ $tag == "$1"* || $1 == "$tag"* ]] && docker image inspect "$API_REPO:$tag" >/dev/null 2>&1; then
+      matches+=("$tag")
+    fi
   done
   ((${#matches[@]} == 1)) && echo "${matches[0]}"
 }
 
-# The newest released commit other than the live one whose image is still kept.
+kept_tags() {
+  docker image ls "$API_REPO" --format '{{.Tag}}' | grep -E '^[0-9a-f]{12}$' | tr '\n' ' '
+}
+
+# previous_release CURRENT: the newest released commit other than CURRENT still kept
+# (its image and definition), or "app" when that is the app's own container of a takeover.
 previous_release() {
   local commit
   for commit in $(tac "$RELEASES" 2>/dev/null | cut -f3); do
-    if [[ $commit != "$1" ]] && docker image inspect "loop-api:$commit" >/dev/null 2>&1; then
+    [[ $commit != "$1" ]] || continue
+    if [[ $commit == app ]]; then
+      [[ -n $(legacy_container) ]] && echo app
+      return
+    fi
+    if [[ -f $(release_dir "$commit")/$RELEASE_ENV_FILE ]] && docker image inspect "$API_REPO:$commit" >/dev/null 2>&1; then
       echo "$commit"
       return
     fi
   done
 }
 
+# Back to the app's own container: the proxy gives the port back, the stack stops.
+rollback_to_app() {
+  LEGACY_CONTAINER=$(legacy_container)
+  target=app
+  step "rollback: live is $live ($current), giving port $PROXY_PORT back to $LEGACY_CONTAINER (the app's own container)"
+  journal op=rollback "live=$live" target=app step=switch
+  switched=1
+  give_port_to_app
+  T_SWITCHED=$(ms_now)
+  step "verifying $LEGACY_CONTAINER on port $PROXY_PORT for ${VERIFY_SECONDS}s"
+  wait_port_answers || die "$LEGACY_CONTAINER does not answer on port $PROXY_PORT"
+  verify_app "$VERIFY_SECONDS" || die "$LEGACY_CONTAINER failed the verification"
+  T_VERIFIED=$(ms_now)
+  committed=1
+  printf '%s\n' "$LEGACY_CONTAINER" >"$APP_LIVE"
+  step "stopping $(container "$live") (kept)"
+  docker stop -t 10 "$(container "$live")" >/dev/null || warn "could not stop $(container "$live")"
+  record_release rollback app "$(docker inspect -f '{{.Config.Image}}' "$LEGACY_CONTAINER")" app
+  step "rolled back to the app's own $LEGACY_CONTAINER"
+  printf 'summary: old=%s new=app color=app switch=%s verify=%s\n' "$current" \
+    "$(elapsed "$T_START" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")"
+}
+
+# verify_app SECONDS: every request to the port is a 200, four a second.
+verify_app() {
+  local end=$(($(ms_now) + $1 * 1000)) code
+  while (($(ms_now) < end)); do
+    code=$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH" || true)
+    [[ $code == 200 ]] || { warn "port $PROXY_PORT answered $code"; return 1; }
+    sleep 0.25
+  done
+}
+
 main() {
   parse_flags "$@"
-  local to="" flag
+  local to="" flag tag kept t_healthy
   for flag in "${EXTRA_FLAGS[@]}"; do
     case $flag in
       to=*) to=${flag#to=} ;;
-      *) usage >&2; exit 64 ;;
+      *) usage_error ;;
     esac
   done
-  [[ -z $to || $to =~ ^[0-9a-f]{4,40}$ ]] || die "--to expects a commit id (hex), got '$to'" 64
+  [[ -z $to || $to =~ ^[0-9a-f]{4,40}$ ]] || die "--to expects a commit id (hex), got '$to'" "$EXIT_USAGE"
   load_stack_env
   take_lock rollback "${to:-previous}"
   trap finish_change EXIT
+  T_START=$(ms_now)
 
   live=$(live_color)
-  [[ -n $live ]] || die "nothing is deployed: no previous release to roll back to" 69
-  target=$(other_color "$live")
-  local current kept tag t0 t_healthy
+  [[ -n $live ]] || die "nothing is deployed: no previous release to roll back to" "$EXIT_NOTHING_TO_ROLL_BACK"
+  [[ $live != app ]] || die "the app's own container serves: there is no loopctl release to roll back from" "$EXIT_NOTHING_TO_ROLL_BACK"
   current=$(color_commit "$live")
+  [[ -n $current ]] || die "the live color $live has no container: deploy again with 'inv rebuild'" "$EXIT_NOTHING_TO_ROLL_BACK"
+  load_release "$current"
+  proxy_host
+  target=$(other_color "$live")
   kept=$(color_commit "$target")
   if [[ -n $to ]]; then
-    tag=$(kept_tag "$to") || die "no kept image matches '$to'; kept: $(docker image ls loop-api --format '{{.Tag}}' | tr '\n' ' ')" 69
-    [[ $tag != "$current" ]] || die "$tag is already live" 69
+    tag=$(kept_tag "$to") || die "no kept release matches '$to'; kept: $(kept_tags)" "$EXIT_NOTHING_TO_ROLL_BACK"
+    [[ $tag != "$current" ]] || die "$tag is already live" "$EXIT_NOTHING_TO_ROLL_BACK"
+  elif [[ -n $kept && $kept != "$current" && -f $(release_dir "$kept")/$RELEASE_ENV_FILE ]]; then
+    tag=$kept
   else
-    tag=${kept:-$(previous_release "$current")}
-    [[ -n $tag ]] || die "no previous release to roll back to" 69
+    tag=$(previous_release "$current")
+    [[ -n $tag ]] || die "no previous release to roll back to" "$EXIT_NOTHING_TO_ROLL_BACK"
   fi
-  step "rollback: live is $live ($current), bringing back $tag on $target"
+  if [[ $tag == app ]]; then
+    rollback_to_app
+    return
+  fi
 
-  t0=$(ms_now)
+  load_release "$tag"
+  step "rollback: live is $live ($current), bringing back $tag on $target"
+  journal op=rollback "commit=$tag" "live=$live" "target=$target" step=start
   if [[ $kept == "$tag" ]]; then
     if ! is_running "$(container "$target")"; then
       brought_up=started
@@ -73,16 +140,19 @@ main() {
     fi
   else
     brought_up=created
-    start_color "$target" "$tag"
+    ensure_shared_objects
+    compose_release "$tag" up -d --no-deps --no-build --force-recreate "$(container "$target")"
   fi
+  journal_set step health
   wait_healthy "$(container "$target")" "$HEALTH_TIMEOUT" || die "$(container "$target") did not become healthy"
   t_healthy=$(ms_now)
 
   switch_and_verify "$tag"
-  record_release rollback "$tag" "$target"
+  retire_old
+  record_release rollback "$tag" "$API_REPO:$tag" "$target"
   step "rolled back to $tag on $target"
   printf 'summary: old=%s new=%s color=%s healthy=%s switch=%s verify=%s\n' \
-    "$current" "$tag" "$target" "$(elapsed "$t0" "$t_healthy")" \
+    "$current" "$tag" "$target" "$(elapsed "$T_START" "$t_healthy")" \
     "$(elapsed "$t_healthy" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")"
 }
 

@@ -1,2 +1,4 @@
-"""Tests live in three groups: unit/ (pure logic), checks/ (HTTP checks against real local
-servers) and rig/ (every verb end to end on the sandbox NAS started by rig/up.sh)."""
+"""Tests live in four groups: unit/ (pure logic: no processes, no sockets), scripts/ (the NAS
+scripts run locally with bash: shellcheck, --help, the contract, Compose detection),
+checks/ (HTTP checks against real local servers, hostile ones included) and rig/ (every verb
+end to end on the sandbox NAS started by rig/up.sh)."""

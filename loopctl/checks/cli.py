@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
 
 from .. import settings as settings_module
 from ..errors import ConfigError
@@ -37,23 +36,13 @@ def _verify(loaded: settings_module.Settings) -> bool | str:
     return str(bundle)
 
 
-def _secrets(loaded: settings_module.Settings) -> list[str]:
-    """Secret values plus the path and query of secret URLs, which are where their tokens sit."""
-    found = []
-    for value in loaded.secrets():
-        found.append(value)
-        parts = urlsplit(value)
-        found += [part for part in (parts.path, parts.query) if len(part) > 1]
-    return found
-
-
 def _run(service: str, check: Check, flags: dict, *, as_json: bool, quiet: bool, alert: bool = False) -> int:
     try:
         loaded = _load(flags)
         verify = _verify(loaded)
     except ConfigError as exc:
         return emit(unknown(service, str(exc)), as_json=as_json, quiet=False, secrets=[])
-    secrets = _secrets(loaded)
+    secrets = loaded.secrets()
     try:
         report = check(loaded, verify)
     except ConfigError as exc:

@@ -117,10 +117,10 @@ def check_jwks(report: Report, http: Http, url: str) -> None:
         report.perfdata.append(Perf("jwks_keys", len(keys)))
 
 
-def check_certificate(report: Report, url: str, settings, verify: bool | str) -> None:
+def check_certificate(report: Report, http: Http, url: str, settings, verify: bool | str) -> None:
     parts = urlsplit(url)
     try:
-        not_after = certs.expiry(parts.hostname, parts.port or 443, verify, settings.check_timeout)
+        not_after = certs.expiry(parts.hostname, parts.port or 443, verify, http.deadline.limit(settings.check_timeout))
     except CheckFailed as failure:
         report.add(Status.CRITICAL, str(failure))
         return
@@ -152,7 +152,7 @@ def run(settings, verify: bool | str) -> Report:
         if settings.jwks_url:
             check_jwks(report, http, settings.jwks_url)
         if healthy and url.startswith("https://"):
-            check_certificate(report, url, settings, verify)
+            check_certificate(report, http, url, settings, verify)
     finally:
         http.close()
     return report

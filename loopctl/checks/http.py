@@ -4,12 +4,15 @@ Why not plain `requests.get(timeout=...)`: that timeout bounds each socket read,
 exchange, so a server that trickles bytes or keep-alive comments on an SSE stream could
 hold a cron check forever. Here each exchange runs on a helper thread that feeds a queue;
 the caller waits on the queue until its own deadline and then shuts the socket, which
-also ends the helper. Failures become short reasons that never quote a URL, because
-webhook and ping URLs carry tokens.
+also ends the helper. The queue is short and bodies, lines and events have limits, so a
+server that sends without end costs a few MiB at most, never the machine's memory.
+Failures become short reasons that never quote a URL, because webhook and ping URLs
+carry tokens.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import queue
 import re
@@ -25,7 +28,8 @@ from requests.structures import CaseInsensitiveDict
 
 USER_AGENT = "loopctl-check/1"
 CHUNK = 65536
-BODY_LIMIT = 4 * 1024 * 1024
+QUEUED_CHUNKS = 16  # read ahead at most 1 MiB; the helper then waits for the caller
+BODY_LIMIT = 1024 * 1024  # a health answer, a metadata document or an error page is far smaller
 _END = object()
 
 
@@ -78,11 +82,15 @@ class Reply:
         return self.body.decode("utf-8", "replace")
 
     def json(self) -> Any:
-        """The decoded body, or None when it is not JSON."""
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
+        """The decoded body, or None when it is not JSON (or nested too deep to decode)."""
+        return decode_json(self.body)
+
+
+def decode_json(data: str | bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
 
 
 class Exchange:
@@ -91,25 +99,39 @@ class Exchange:
     def __init__(self, session: requests.Session, method: str, url: str, timeout: float, **kwargs: Any):
         self.timeout = timeout
         self.started = time.monotonic()
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue(QUEUED_CHUNKS)
         self._response: requests.Response | None = None
         self._closed = False
         threading.Thread(target=self._run, args=(session, method, url, kwargs), daemon=True).start()
 
     def _run(self, session: requests.Session, method: str, url: str, kwargs: dict[str, Any]) -> None:
+        response = None
         try:
             response = session.request(
                 method, url, stream=True, allow_redirects=False, timeout=self.timeout, **kwargs
             )
-            self._queue.put(response)
-            while chunk := response.raw.read1(CHUNK, decode_content=True):
-                self._queue.put(chunk)
-            self._queue.put(_END)
+            self._hand_over(response)
+            while not self._closed and (chunk := response.raw.read1(CHUNK, decode_content=True)):
+                self._hand_over(chunk)
+            self._hand_over(_END)
         except Exception as exc:  # handed to the waiting caller, who words it
-            self._queue.put(exc)
+            self._hand_over(exc)
+        if self._closed and response is not None:
+            response.close()  # the caller gave up before the answer came: release it here
+
+    def _hand_over(self, item: Any) -> None:
+        """Queue an item, waiting while the caller is behind; nothing once it has gone."""
+        while not self._closed:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def _next(self, until: Until) -> Any:
         try:
+            if until.left() <= 0:  # a queue that is never empty must not outlast the deadline
+                raise queue.Empty
             item = self._queue.get(timeout=until.left())
         except queue.Empty:
             self.close()
@@ -138,7 +160,7 @@ class Exchange:
             size += len(chunk)
             if size > limit:
                 self.close()
-                raise CheckFailed(f"answer larger than {limit // 1024 // 1024} MiB")
+                raise CheckFailed(f"answer larger than {limit / 1048576:g} MiB")
         return b"".join(parts)
 
     def reply(self, until: Until) -> Reply:
@@ -222,6 +244,7 @@ def describe(exc: BaseException, timeout: float) -> str:
         (ConnectionResetError, "connection reset by the server"),
         (ssl.SSLError, "TLS handshake failed"),
         (requests.exceptions.ChunkedEncodingError, "the server broke off its answer"),
+        (http.client.HTTPException, "malformed HTTP answer (headers too long or too many?)"),
         (requests.exceptions.ConnectionError, "connection failed"),
         (OSError, "network error"),
     ]

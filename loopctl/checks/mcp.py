@@ -11,8 +11,11 @@ HTTP+SSE transport (GET, `endpoint` event, POST there, replies on the stream). T
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from urllib.parse import urljoin, urlsplit
+
+from ..errors import ConfigError
 
 from . import mcp_protocol as proto
 from . import oauth
@@ -169,8 +172,30 @@ def check(report: Report, http: Http, url: str, auth: dict[str, str]) -> None:
     )
 
 
+def refuse_token_in_clear(settings, url: str) -> None:
+    """A bearer token over plain http to another machine can be read and replayed by anyone
+    on the way; loopback (an SSH tunnel, a local proxy) never leaves this machine."""
+    parts = urlsplit(url)
+    if not settings.mcp_token or parts.scheme != "http" or settings.allow_insecure_token or is_loopback(parts.hostname):
+        return
+    raise ConfigError(f"MCP_TOKEN would be sent in clear text to http://{parts.hostname}: use https, "
+                      f"or set ALLOW_INSECURE_TOKEN=1 to send it anyway")
+
+
+def is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def run(settings, verify: bool | str) -> Report:
     url = settings.public_url + settings.mcp_path
+    refuse_token_in_clear(settings, url)
     report = Report(SERVICE, details={"url": url})
     auth = {"Authorization": f"Bearer {settings.mcp_token}"} if settings.mcp_token else {}
     http = Http(settings.check_timeout, Deadline(settings.check_deadline), verify)

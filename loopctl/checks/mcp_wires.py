@@ -13,14 +13,13 @@ the same way on all three:
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from requests.structures import CaseInsensitiveDict
 
 from . import mcp_protocol as proto
-from .http import CheckFailed, Http, Reply, hint
+from .http import CheckFailed, Http, Reply, decode_json, hint
 from .sse import EventStream
 
 ACCEPT_BOTH = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -61,10 +60,7 @@ def post_message(http: Http, url: str, message: dict[str, Any], headers: dict[st
 
 
 def _json(data: str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
+    return decode_json(data)
 
 
 def answer(posted: Posted, method: str, request_id: int) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Why: cron wrappers, Nagios, Icinga and friends all read `SERVICE STATUS - text | perfdata`
 and the exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Both checks build a `Report`
-and hand it to `emit`, which is also the one place secrets are scrubbed from output.
+and hand it to `emit`, which is also the one place secrets are scrubbed from output. Much
+of a report is the server's own text (page titles, error messages, server names): it is
+kept free of control characters, so it cannot drive the terminal of whoever reads it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Iterable
+
+from ..text import printable, scrub
 
 TEXT_LIMIT = 160
 
@@ -55,7 +59,7 @@ class Report:
     details: dict[str, Any] = field(default_factory=dict)
 
     def add(self, status: Status, text: str) -> None:
-        self.findings.append(Finding(status, text))
+        self.findings.append(Finding(status, printable(text)))
 
     @property
     def status(self) -> Status:
@@ -81,8 +85,19 @@ class Report:
             "line": self.line(),
             "findings": [{"status": f.status.name, "text": f.text} for f in self.findings],
             "perfdata": [str(p) for p in self.perfdata],
-            **self.details,
+            **_printable(self.details),
         }
+
+
+def _printable(value: Any) -> Any:
+    """Details hold what the server said (its name, its OAuth metadata): strings made printable."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(item) for item in value]
+    return value
 
 
 def plural(count: int, noun: str, nouns: str = "") -> str:
@@ -95,14 +110,8 @@ def unknown(service: str, reason: str) -> Report:
 
 def one_line(text: str, limit: int = TEXT_LIMIT) -> str:
     """Server-supplied text folded to one short line: it must not break the plugin format."""
-    flat = re.sub(r"\s+", " ", text).strip().replace("|", "/")
+    flat = re.sub(r"\s+", " ", printable(text)).strip().replace("|", "/")
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        text = text.replace(secret, "<redacted>")
-    return text
 
 
 def render(report: Report, *, as_json: bool, secrets: Iterable[str]) -> str:

@@ -2,7 +2,8 @@
 
 Why: both MCP transports answer with `text/event-stream` (the legacy one keeps a stream
 open for the whole session), and the check must read events one at a time under its
-own deadline rather than wait for a stream that may never end.
+own deadline rather than wait for a stream that may never end. Lines and events have a
+size limit, so one endless line or an event that never ends cannot fill the memory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from .http import CheckFailed, Exchange, Until
 
 _LINE = re.compile(r"\r\n|\r|\n")
+LINE_LIMIT = 1024 * 1024  # characters; an MCP message is a few KiB
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,15 @@ class EventParser:
         self._buffer = ""
         self._name = ""
         self._data: list[str] = []
+        self._size = 0
 
     def feed(self, chunk: bytes) -> list[Event]:
         text = self._buffer + self._decoder.decode(chunk)
         held = "\r" if text.endswith("\r") else ""  # may be the first half of a "\r\n"
         *lines, rest = _LINE.split(text[: len(text) - len(held)])
         self._buffer = rest + held
+        if len(self._buffer) > LINE_LIMIT:
+            raise CheckFailed(f"an event-stream line longer than {LINE_LIMIT / 1048576:g} MiB")
         events = []
         for line in lines:
             event = self._line(line)
@@ -54,11 +59,14 @@ class EventParser:
             self._name = value
         elif field == "data":
             self._data.append(value)
+            self._size += len(value)
+            if self._size > LINE_LIMIT:
+                raise CheckFailed(f"an event larger than {LINE_LIMIT / 1048576:g} MiB")
         return None
 
     def _dispatch(self) -> Event | None:
         event = Event(self._name or "message", "\n".join(self._data)) if self._data else None
-        self._name, self._data = "", []
+        self._name, self._data, self._size = "", [], 0
         return event
 
 

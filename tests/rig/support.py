@@ -17,11 +17,16 @@ REPO = Path(__file__).resolve().parents[2]
 RIG_STATE = Path(os.environ.get("RIG_STATE", "/var/lib/loop-rig"))
 NAS_ENV = RIG_STATE / "nas.env"
 NASBOT_ENV = RIG_STATE / "nasbot.env"
-APP_DIR = "/srv/loop-rig/volume1/LOOP_CORE/vault/LOOP"
-LOOPCTL_HOME = f"{APP_DIR}/.loopctl"
-LOCKFILE = f"{LOOPCTL_HOME}/state/deploy.lock"
+# Production's paths: the rig lays the sandbox NAS out the same way (rig/up.sh).
+APP_DIR = "/volume1/LOOP_CORE/vault/LOOP"
+LOOPCTL_HOME = "/volume1/@loopctl"
+OAUTH_DIR = f"{APP_DIR}/api/oauth"
+LOCKFILE = f"{LOOPCTL_HOME}/state/lock/deploy.lock"
 WORKSTATION = RIG_STATE / "workstation" / "loop-app"
 PROXY = ("127.0.0.1", 8082)
+# Which Compose the NAS scripts use in this run: test.sh runs the deploy tests under each.
+COMPOSE = os.environ.get("LOOP_TEST_COMPOSE", "v2")
+COMPOSE_CLI = {"v1": "docker-compose", "v2": "docker compose"}[COMPOSE]
 
 
 def sudo_password() -> str:
@@ -31,7 +36,8 @@ def sudo_password() -> str:
 def inv_env(env_file: Path, extra: dict | None) -> dict:
     """This process's environment without any loopctl setting, plus the sandbox's settings file."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("NAS_", "STACK_", "DEPLOY_"))}
-    return {**clean, "LOOP_ENV_FILE": str(env_file), "PYTHONUNBUFFERED": "1", **(extra or {})}
+    return {**clean, "LOOP_ENV_FILE": str(env_file), "PYTHONUNBUFFERED": "1", "STACK_COMPOSE": COMPOSE,
+            **(extra or {})}
 
 
 def inv(*args: str, env_file: Path = NAS_ENV, env: dict | None = None, timeout: float = 300,
@@ -76,10 +82,26 @@ def lock_is_free() -> bool:
     return sh(f"flock --nonblock {LOCKFILE} true", check=False).returncode == 0
 
 
+def file_digests(folder: str) -> str:
+    """sha256 of every file under a folder (the OAuth keys and database), to compare byte for byte."""
+    return sh(f"cd {folder} && find . -type f | sort | xargs -r sha256sum").stdout
+
+
+def reset_nas() -> None:
+    """An empty NAS: no LOOP containers, no loopctl home (the app checkout and its OAuth keys stay)."""
+    sh("docker rm -f loop-proxy loop-api-blue loop-api-green loop-auth loop-api >/dev/null 2>&1; "
+       f"docker network rm loop_default >/dev/null 2>&1; rm -rf {LOOPCTL_HOME}", check=False)
+
+
+def app_compose_up() -> None:
+    """Production before loopctl: the app's own compose file, run in the checkout as root."""
+    sh(f"cd {APP_DIR} && {COMPOSE_CLI} up -d --build 2>&1")
+
+
 def commit_change(label: str, *, health_status: int = 200) -> str:
     """Commit a change to the example app in the workstation clone; returns the short commit.
     health_status != 200 makes the new version's /health fail (a broken release)."""
-    main = WORKSTATION / "app" / "main.py"
+    main = WORKSTATION / "api" / "main.py"
     text = main.read_text()
     marker = "# release: "
     lines = [line for line in text.splitlines() if not line.startswith(marker) and "BROKEN_HEALTH" not in line]

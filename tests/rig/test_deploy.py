@@ -15,16 +15,10 @@ import time
 import pytest
 
 from .conftest import running
-from .support import (APP_DIR, LOOPCTL_HOME, Load, SseClient, commit_change, first_time, get, inv,
-                      inv_process, lock_is_free, running_api_colors, serving, sh, stream_lines)
+from .support import (APP_DIR, LOOPCTL_HOME, OAUTH_DIR, Load, SseClient, commit_change, file_digests, first_time,
+                      get, inv, inv_process, lock_is_free, reset_nas, running_api_colors, serving, sh, stream_lines)
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "3"}
-
-
-def reset_nas() -> None:
-    """An empty NAS: no LOOP containers, no loopctl state (the app checkout stays)."""
-    sh("docker rm -f loop-proxy loop-api-blue loop-api-green loop-auth >/dev/null 2>&1; "
-       f"docker network rm loop_default >/dev/null 2>&1; rm -rf {LOOPCTL_HOME}", check=False)
 
 
 def other(color: str) -> str:
@@ -48,7 +42,7 @@ def test_first_deploy_on_an_empty_nas_then_no_previous_release_to_roll_back_to(r
     assert inv("setup").returncode == 0
     first = inv("rebuild", env=FAST)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "first deploy: starting the auth service" in first.stdout
+    assert "live is nothing (none), building blue" in first.stdout
     color, commit = serving()
     assert color == "blue"
 
@@ -121,7 +115,7 @@ def test_rollback_to_an_older_kept_release_and_bad_targets(deployed):
 
     assert inv("rollback", "--to", "not-hex").returncode == 2
     unknown = inv("rollback", "--to", "0000dead")
-    assert unknown.returncode == 7 and "no kept image matches '0000dead'" in unknown.stderr
+    assert unknown.returncode == 7 and "no kept release matches '0000dead'" in unknown.stderr
     assert serving()[1] == oldest
 
 
@@ -133,7 +127,8 @@ def test_a_release_that_never_gets_healthy_leaves_the_old_one_serving(deployed):
     commit_change(f"fixed-{time.time()}")
     assert result.returncode == 6, result.stdout
     assert f"loop-api-{other(color)} did not become healthy" in result.stderr
-    assert "last log lines" in result.stderr or "last log lines" in result.stdout
+    output = result.stdout + result.stderr
+    assert f"health checks of loop-api-{other(color)}:" in output and "last log lines" in output
     assert load.failures == [] and load.per_second >= 50
     assert serving() == (color, commit)
     assert sh(f"docker ps -aq --filter name=^loop-api-{other(color)}$").stdout.strip() == ""
@@ -175,7 +170,7 @@ def test_a_second_rebuild_is_refused_at_once_with_the_holders_details(deployed):
     restart = inv("restart")
     assert restart.returncode == 7 and "a deploy is already running" in restart.stderr
     # The script's own lock, for a second deploy that slipped past the preflight check.
-    direct = sh(f"{LOOPCTL_HOME}/scripts/deploy-blue-green.sh", check=False)
+    direct = sh(f"{LOOPCTL_HOME}/scripts/deploy-blue-green.sh --commit {'0' * 40} --release /tmp", check=False)
     assert direct.returncode == 75 and "refused: deploy by" in direct.stderr
     output, _ = first.communicate(timeout=120)
     assert first.returncode == 0, output
@@ -212,24 +207,31 @@ def test_killing_the_ssh_client_mid_deploy_still_ends_in_one_serving_color(deplo
 
 
 def test_rebuild_all_is_refused_without_yes_and_backs_up_the_keys_before_replacing_them(deployed):
-    oauth = "/srv/loop-rig/volume1/LOOP_CORE/oauth"
-    keys_before = sh(f"cd {oauth} && sha256sum keys/signing.pem oauth.db").stdout
-    jwks_before = get("/.well-known/jwks.json")[2]
+    keys_before = file_digests(OAUTH_DIR)
+    assert "keys/signing.pem" in keys_before and "oauth.db" in keys_before
+    jwks_before = get_jwks()
 
     refused = inv("rebuild-all", "--no-sync")
     assert refused.returncode == 7 and "pass --yes" in refused.stderr
-    assert sh(f"cd {oauth} && sha256sum keys/signing.pem oauth.db").stdout == keys_before
+    assert file_digests(OAUTH_DIR) == keys_before
 
     result = inv("rebuild-all", "--yes", "--no-sync", env=FAST)
     assert result.returncode == 0, result.stdout + result.stderr
     backup = re.search(r"^backup: (\S+)$", result.stdout, re.MULTILINE).group(1)
     assert backup.startswith(f"{LOOPCTL_HOME}/state/backups/oauth-")
-    assert sh(f"cd {backup} && sha256sum keys/signing.pem oauth.db").stdout == keys_before
+    assert all(line in file_digests(backup) for line in keys_before.splitlines())
     assert sh(f"stat -c %a {backup}").stdout.strip() == "700"
-    assert get("/.well-known/jwks.json")[2] != jwks_before
-    assert sh(f"cd {oauth} && sha256sum keys/signing.pem").stdout != keys_before.splitlines()[0]
+    assert get_jwks() != jwks_before
+    assert file_digests(OAUTH_DIR) != keys_before
     assert serving()
     assert re.search(r"rebuild-all\s+\w+", inv("releases").stdout)
+
+
+def get_jwks() -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen("http://127.0.0.1:8084/.well-known/jwks.json", timeout=5) as response:
+        return response.read()
 
 
 def test_old_release_images_are_pruned_but_live_and_previous_are_kept(deployed):
@@ -239,7 +241,7 @@ def test_old_release_images_are_pruned_but_live_and_previous_are_kept(deployed):
         for _ in range(3):
             commit_change(f"prune-{time.time()}")
             assert inv("rebuild", env=keep_two).returncode == 0
-        tags = set(sh("docker image ls loop-api --format '{{.Tag}}'").stdout.split())
+        tags = {t for t in sh("docker image ls loop-api --format '{{.Tag}}'").stdout.split() if len(t) == 12}
         live = serving()[1]
         previous = sh("docker inspect -f '{{.Config.Image}}' loop-api-blue loop-api-green").stdout.split()
         assert {live} | {image.split(":")[1] for image in previous} <= tags
@@ -254,14 +256,15 @@ def test_dry_run_shows_the_script_it_would_run_and_changes_nothing(deployed, ver
     result = inv("--dry", verb, "--no-sync" if verb != "rollback" else "--to=abcd")
     assert result.returncode == 0, result.stderr
     script = "deploy-blue-green" if verb == "rebuild" else verb
-    assert f"-- {LOOPCTL_HOME}/scripts/detach.sh {script} --performer" in result.stdout
+    assert f"{LOOPCTL_HOME}/scripts/detach.sh {script} --performer" in result.stdout
     assert (sh(f"cat {LOOPCTL_HOME}/state/releases.tsv").stdout, serving()) == before
 
 
 def test_local_sync_of_rebuild_is_shown_by_dry_run(deployed):
     result = inv("--dry", "rebuild")
     assert "[local] git -C" in result.stdout and " push --porcelain origin" in result.stdout
-    assert f"git -C {APP_DIR} merge --ff-only origin/main" in result.stdout
+    assert f"-C {APP_DIR} merge --ff-only origin/main" in result.stdout
+    assert "-c core.hooksPath=/dev/null" in result.stdout
 
 
 def test_ctrl_c_during_rebuild_returns_at_once_and_the_deploy_finishes_on_the_nas(deployed):

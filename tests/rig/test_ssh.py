@@ -146,7 +146,7 @@ def test_docker_is_only_at_the_synology_path_and_the_tool_uses_it(deployed):
     assert probe.returncode == 127
     result = inv("--dry", "restart")
     assert result.returncode == 0, result.stderr
-    assert re.search(r"sudo --stdin '--prompt=\[loopctl\] sudo password:' -- "
+    assert re.search(r"sudo --stdin '--prompt=\[loopctl <random>\] sudo password:' -- "
                      r"/var/packages/ContainerManager/target/usr/bin/docker restart loop-api-(blue|green)",
                      result.stdout), result.stdout
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import REPO, inv, sh
+from .support import LOOPCTL_HOME, REPO, inv, sh
 
 
 def git(repo, *args: str) -> str:
@@ -53,8 +53,10 @@ def test_local_sync_pushes_and_fast_forwards_the_nas_and_dry_run_shows_both_side
     dry = inv("--dry", "local-sync", env=env)
     assert dry.returncode == 0, dry.stderr
     assert f"[local] git -C {local} push --porcelain origin refs/heads/main:refs/heads/main" in dry.stdout
-    assert f"[nas@127.0.0.1:2222] git -C {nas} fetch --quiet origin +refs/heads/main:refs/remotes/origin/main" in dry.stdout
-    assert f"[nas@127.0.0.1:2222] git -C {nas} merge --ff-only origin/main" in dry.stdout
+    safe = ("git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.sshCommand=ssh -c credential.helper= "
+            "-c protocol.ext.allow=never -c core.pager=cat")
+    assert f"[nas@127.0.0.1:2222] {safe} -C {nas} fetch --quiet origin +refs/heads/main:refs/remotes/origin/main" in dry.stdout
+    assert f"[nas@127.0.0.1:2222] {safe} -C {nas} merge --ff-only origin/main" in dry.stdout
     assert git(bare, "rev-parse", "main") == old and git(nas, "rev-parse", "HEAD") == old
 
     result = inv("local-sync", env=env)
@@ -116,13 +118,15 @@ def test_untracked_vault_files_on_the_nas_are_kept_and_the_pull_proceeds(repos):
 
 def test_setup_installs_atomically_and_status_reports_drift_after_a_local_edit(repos, tmp_path):
     _, _, nas, env = repos
+    exclude = (nas / ".git" / "info" / "exclude").read_text()
     setup = inv("setup", env=env)
     assert setup.returncode == 0, setup.stderr
-    home = nas / ".loopctl"
+    home = LOOPCTL_HOME
     assert sh(f"cd {home} && sha256sum --check --quiet MANIFEST").returncode == 0
     assert sh(f"stat -c '%U %a' {home}/scripts/deploy-blue-green.sh").stdout.strip() == "root 755"
-    assert "/.loopctl/" in (nas / ".git" / "info" / "exclude").read_text()
-    assert git(nas, "status", "--porcelain") == ""
+    # Nothing is written into the app checkout.
+    assert (nas / ".git" / "info" / "exclude").read_text() == exclude
+    assert git(nas, "status", "--porcelain") == "" and not (nas / ".loopctl").exists()
     status = json.loads(inv("status", "--json", env=env).stdout)
     assert status["scripts"]["missing"] == [] and status["scripts"]["changed"] == []
 

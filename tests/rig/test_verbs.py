@@ -50,7 +50,7 @@ def test_logs_default_tail_since_service_and_color(deployed):
     assert inv("logs", "--service", "auth", "--tail", "1").returncode == 0
 
     bad = inv("logs", "--tail", "many")
-    assert bad.returncode == 2 and bad.stderr == "inv logs: error: --tail takes a whole number, not 'many'\n"
+    assert bad.returncode == 2 and bad.stderr == "inv logs: error: --tail takes a whole number (0 or more), not 'many'\n"
     bad = inv("restart", "--timeout", "soon")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     bad = inv("logs", "--service", "db")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loopctl import commands, settings
+from loopctl import commands, contract, settings
 from loopctl.runner import Nas
 
 
@@ -21,39 +21,43 @@ def test_docker_commands_use_the_configured_binary(s):
     assert commands.logs(s, "loop-api-blue", 50) == [D, "logs", "--tail", "50", "loop-api-blue"]
     assert commands.logs(s, "loop-auth", 10, since="10m", follow=True) == [
         D, "logs", "--tail", "10", "--since", "10m", "--follow", "loop-auth"]
-    assert commands.health_of(s, "loop-api-blue") == [
-        D, "inspect", "--format", "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}",
-        "loop-api-blue"]
-    assert commands.inspect_stack(s)[-4:] == ["loop-proxy", "loop-api-blue", "loop-api-green", "loop-auth"]
+    assert commands.container(s, "api", "green") == "loop-api-green"
+    assert commands.container(s, "proxy") == "loop-proxy"
 
 
 def test_nas_paths_and_scripts(s):
-    assert commands.state(s, "deploy.lock") == "/volume1/app/.loopctl/state/deploy.lock"
-    assert commands.lock_is_free(s) == ["flock", "--nonblock", "--conflict-exit-code", "75",
-                                        "/volume1/app/.loopctl/state/deploy.lock", "true"]
-    assert commands.run_script(s, "rollback", ["--to", "abc1"]) == [
-        "/volume1/app/.loopctl/scripts/detach.sh", "rollback", "--to", "abc1"]
-    assert commands.audit_append(s, '{"verb": "stop"}') == [
-        "/volume1/app/.loopctl/scripts/audit-append.sh", '{"verb": "stop"}']
-    assert commands.install_bundle(s, "/tmp/up.1") == ["bash", "/tmp/up.1/scripts/install.sh", "/volume1/app/.loopctl"]
+    H = "/volume1/@loopctl"
+    assert commands.in_home(s, contract.RELEASES_FILE) == f"{H}/state/releases.tsv"
+    assert commands.facts(s, "lock") == [f"{H}/scripts/facts.sh", "lock"]
+    assert commands.prepare(s, "ab" * 20) == [f"{H}/scripts/prepare.sh", "--commit", "ab" * 20]
+    assert commands.detach(s, commands.ROLLBACK_SCRIPT, ["--to", "abc1"]) == [
+        f"{H}/scripts/detach.sh", "rollback", "--to", "abc1"]
+    assert commands.detach(s, commands.DEPLOY_SCRIPT, []) == [f"{H}/scripts/detach.sh", "deploy-blue-green"]
+    assert commands.audit_append(s, '{"verb": "stop"}') == [f"{H}/scripts/audit-append.sh", '{"verb": "stop"}']
+    assert commands.install_bundle(s, "/tmp/up.1") == ["bash", "/tmp/up.1/scripts/install.sh", H, "/volume1/app"]
+    assert commands.make_upload_dir("release") == ["mktemp", "-d", "/tmp/loopctl-release.XXXXXX"]
     with pytest.raises(ValueError):
-        commands.run_script(s, "rm", [])
+        commands.detach(s, "rm", [])
 
 
 def test_git_commands(s):
     assert commands.dirty_files("/w") == ["git", "-C", "/w", "status", "--porcelain", "--untracked-files=no"]
     assert commands.push("/w", "origin", "main") == [
         "git", "-C", "/w", "push", "--porcelain", "origin", "refs/heads/main:refs/heads/main"]
+    safe = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.sshCommand=ssh",
+            "-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "core.pager=cat"]
     assert commands.fetch("/volume1/app", "origin", "main") == [
-        "git", "-C", "/volume1/app", "fetch", "--quiet", "origin", "+refs/heads/main:refs/remotes/origin/main"]
+        "git", *safe, "-C", "/volume1/app", "fetch", "--quiet", "origin", "+refs/heads/main:refs/remotes/origin/main"]
     assert commands.fast_forward("/volume1/app", "origin", "main") == [
-        "git", "-C", "/volume1/app", "merge", "--ff-only", "origin/main"]
+        "git", *safe, "-C", "/volume1/app", "merge", "--ff-only", "origin/main"]
+    assert commands.checkout_config("/volume1/app") == [
+        "git", "-C", "/volume1/app", "config", "--local", "--list", "--name-only"]
 
 
 def test_sudo_wrapping_puts_the_password_nowhere_in_the_line(s):
     with_password = settings.load({"LOOP_ENV_FILE": "/dev/null", "NAS_HOST": "nas", "NAS_USER": "ops",
                                    "NAS_SUDO_PASSWORD": "hunter2 'x'"})
     line = Nas(with_password).command_line([D, "ps"], sudo=True)
-    assert line == f"sudo --stdin '--prompt=[loopctl] sudo password:' -- {D} ps"
+    assert line == f"sudo --stdin '--prompt=[loopctl <random>] sudo password:' -- {D} ps"
     assert Nas(s).command_line([D, "ps"], sudo=True) == f"sudo --non-interactive -- {D} ps"
     assert Nas(s).command_line(["cat", "/a b"], sudo=False) == "cat '/a b'"

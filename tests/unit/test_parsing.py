@@ -3,23 +3,44 @@
 from datetime import datetime, timezone
 import io
 
-from loopctl import audit, deploy, install, stack, sync
-from loopctl.runner import Scrubbed, SUDO_PROMPT
+from loopctl import audit, deploy, facts, install, settings, stack, sync
+from loopctl.runner import Output, Scrubbed, new_prompt
 
 
-def test_parse_inspect_and_container_commit():
-    text = ("/loop-proxy\trunning\t\tnginx:1.27-alpine\t2026-11-25T10:00:00.123456789Z\n"
-            "/loop-api-blue\texited\tunhealthy\tloop-api:abc123def456\t2026-11-24T10:00:00Z\n"
-            "Error: No such object: loop-api-green\n")
-    proxy, blue = stack.parse_inspect(text)
-    assert proxy == stack.Container("loop-proxy", "running", "-", "nginx:1.27-alpine", "2026-11-25T10:00:00.123456789Z")
-    assert blue.commit == "abc123def456" and proxy.commit == ""
+def status_output(*lines: str) -> Output:
+    return Output("\n".join(lines) + "\n", "", 0)
+
+
+def test_the_status_fact_reads_every_line_facts_sh_prints(tmp_path):
+    s = settings.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    state = facts.parse_status(status_output(
+        "live\tgreen", "upstream\tok", "lock\theld\tdeploy by Ann since 2026-11-25T10:00:00Z (commit abc, pid 7)",
+        "journal\top=deploy\tstep=health\t", "home\t/volume1 is writable by group or others (mode 775)",
+        "tool\tflock is missing",
+        "container\t/loop-api-blue\texited\tunhealthy\tloop-api:abc123def456\t2026-11-24T10:00:00Z\tloop-api-blue",
+        "container\t/loop-proxy\trunning\t\tnginx:1.27-alpine\t2026-11-25T10:00:00.123456789Z\tproxy",
+        "container\t/loop-auth\trunning\thealthy\tloop-loop-auth\t2026-11-25T10:00:00Z\tloop-auth",
+        "Error: No such object: x"), s)
+    assert state.live == "green" and state.upstream == "ok"
+    assert state.lock == "deploy by Ann since 2026-11-25T10:00:00Z (commit abc, pid 7)"
+    assert state.journal == {"op": "deploy", "step": "health"}
+    assert state.home_problems == ["/volume1 is writable by group or others (mode 775)"]
+    assert state.tool_problems == ["flock is missing"]
+    proxy, blue, auth = state.containers  # the proxy and the colors first, then the app's others
+    assert proxy == facts.Container("loop-proxy", "running", "-", "nginx:1.27-alpine",
+                                    "2026-11-25T10:00:00.123456789Z", "proxy")
+    assert blue.commit == "abc123def456" and proxy.commit == "" and auth.commit == ""
     assert blue.health == "-"  # the last status of a stopped container is stale
+    assert facts.parse_status(status_output("live\t", "upstream\tmissing", "lock\tfree"), s).live is None
 
 
-def test_live_color_from_the_upstream_file():
-    assert stack.parse_live_color("# live\nmap $host $loop_upstream {\n    default loop-api-green:8081;\n}\n") == "green"
-    assert stack.parse_live_color("") is None
+def test_the_lock_fact_and_the_checkout_config_allow_list(tmp_path):
+    s = settings.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    assert facts.parse_lock(Output("", "", 0), s) is None
+    assert facts.parse_lock(Output("rollback by Bo\n", "", 75), s) == "rollback by Bo"
+    config = "\n".join(["core.bare", "remote.origin.url", "branch.main.merge", "core.fsmonitor", "filter.x.smudge",
+                        "include.path"]) + "\n"
+    assert facts.parse_git_config(Output(config, "", 0), s) == ["core.fsmonitor", "filter.x.smudge", "include.path"]
 
 
 def test_uptime():
@@ -38,7 +59,7 @@ def test_summary_and_releases_parsing():
     out = "==> x\nsummary: old=none new=abc color=blue build=4.0s healthy=2.1s switch=0.2s verify=5.0s\n"
     assert deploy.parse_summary(out) == {"old": "none", "new": "abc", "color": "blue", "build": "4.0s",
                                          "healthy": "2.1s", "switch": "0.2s", "verify": "5.0s"}
-    rows = deploy.parse_releases("2026-11-25T10:00:00Z\tdeploy\tabc\tloop-api:abc\tblue\tAnn <a@x>\nbroken\n")
+    rows = facts.parse_releases("2026-11-25T10:00:00Z\tdeploy\tabc\tloop-api:abc\tblue\tAnn <a@x>\nbroken\n")
     assert rows == [{"time": "2026-11-25T10:00:00Z", "kind": "deploy", "commit": "abc", "image": "loop-api:abc",
                      "color": "blue", "performer": "Ann <a@x>"}]
 
@@ -51,10 +72,8 @@ def test_git_overwrite_message_lists_files():
 
 def test_manifest_is_sha256sum_format_and_drift_is_described():
     files = {"scripts/a.sh": b"echo a\n"}
-    assert install.manifest(files) == (
-        "c0aa47e87b5e8a6f2e3e9a1d3c3e3ea4e7fbd7a4b3ff5e5cf0fa8c8e6ec2c3ee  scripts/a.sh\n".replace(
-            "c0aa47e87b5e8a6f2e3e9a1d3c3e3ea4e7fbd7a4b3ff5e5cf0fa8c8e6ec2c3ee",
-            install.checksums(files)["scripts/a.sh"]))
+    # The digest of "echo a\n", as `printf 'echo a\n' | sha256sum` prints it.
+    assert install.manifest(files) == "914cefaded94d45f313fa21b0af05991c33df3566f4ca6814c3652f4b92b7c8c  scripts/a.sh\n"
     found = install.parse_sha256sum("abc  /app/.loopctl/scripts/a.sh\n", "/app/.loopctl/")
     assert found == {"scripts/a.sh": "abc"}
     assert install.describe_drift({"files": 2, "missing": [], "changed": []}) == "in sync (2 files)"
@@ -73,8 +92,9 @@ def test_audit_record_format():
 
 def test_scrubbed_stream_hides_secrets_and_the_sudo_prompt_even_across_writes():
     sink = io.StringIO()
-    out = Scrubbed(sink, ["s3cret"])
-    out.write(SUDO_PROMPT + "line one s3")
+    prompt = new_prompt()
+    out = Scrubbed(sink, ["s3cret"], prompt)
+    out.write(prompt + "line one s3")
     out.write("cret\nlast")
     out.flush()
-    assert sink.getvalue() == "line one ****\nlast"
+    assert sink.getvalue() == "line one <redacted>\nlast"

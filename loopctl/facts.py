@@ -1,0 +1,166 @@
+"""Facts: read-only probes of the NAS, each one unit of command, accepted exit codes and parser.
+
+Why units: the command, which exit statuses are normal (a missing file, a held lock) and
+how the output reads belong together; spread over a builder, a call site and a parser they
+drift apart. Facts run under `--dry` too, so a dry run prints the true plan. Verbs read
+them with `read(nas, FACT)`, or several at once with `gather`.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+from . import commands, contract
+from .errors import AuthFailed, RemoteFailed
+from .runner import Nas, Output
+from .settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Fact(Generic[T]):
+    name: str
+    argv: Callable[[Settings], list[str]]
+    parse: Callable[[Output, Settings], T]
+    sudo: bool = False
+    ok: tuple[int, ...] = (0,)
+
+
+def read(nas: Nas, fact: Fact[T]) -> T:
+    return fact.parse(nas.probe(fact.argv(nas.settings), sudo=fact.sudo, ok=fact.ok), nas.settings)
+
+
+def gather(nas: Nas, *facts: Fact[Any] | Callable[[Nas], Any]) -> list[Any]:
+    """Read several facts at once: each is its own channel on the one SSH connection, so a
+    verb waits for the slowest probe instead of the sum of them. A fact that raises, raises here."""
+    nas.connection  # open it once, before the threads share it
+    with ThreadPoolExecutor(len(facts)) as pool:
+        futures = [pool.submit(read, nas, f) if isinstance(f, Fact) else pool.submit(f, nas) for f in facts]
+    return [future.result() for future in futures]
+
+
+# --- the stack, as root sees it ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    state: str
+    health: str
+    image: str
+    started_at: str
+    service: str
+
+    @property
+    def commit(self) -> str:
+        tag = self.image.rpartition(":")[2]
+        return tag if re.fullmatch(r"[0-9a-f]{12}", tag) else ""
+
+
+@dataclass(frozen=True)
+class NasState:
+    live: str | None               # blue, green, app (the app's own container) or None
+    upstream: str                  # ok, missing or garbled
+    lock: str | None               # who holds the deploy lock, or None
+    journal: dict[str, str]        # the change a killed script left half-done, or {}
+    home_problems: list[str] = field(default_factory=list)
+    tool_problems: list[str] = field(default_factory=list)
+    containers: list[Container] = field(default_factory=list)
+    installed: bool = True
+
+
+def parse_status(out: Output, s: Settings) -> NasState:
+    if out.exited != 0:
+        if "command not found" in out.stderr or "No such file" in out.stderr:
+            # facts.sh is not there: nothing is installed yet (drift says so to the user).
+            return NasState(None, "missing", None, {}, installed=False)
+        if "password is required" in out.stderr or "not allowed" in out.stderr:
+            raise AuthFailed(f"sudo refused {commands.script(s, commands.FACTS_SCRIPT)}: {out.tail(1)} "
+                             f"(see the README's sudoers lines)")
+        raise RemoteFailed(f"{commands.FACTS_SCRIPT} status exited {out.exited}: {out.tail()}")
+    live, upstream, lock, journal = None, "missing", None, {}
+    home, tools, containers = [], [], []
+    for line in out.stdout.splitlines():
+        kind, _, rest = line.partition("\t")
+        fields = rest.split("\t")
+        if kind == "live":
+            live = rest or None
+        elif kind == "upstream":
+            upstream = rest
+        elif kind == "lock" and fields[0] == "held":
+            lock = fields[1] if len(fields) > 1 else "a change is running"
+        elif kind == "journal":
+            journal = dict(item.split("=", 1) for item in fields if "=" in item)
+        elif kind == "home":
+            home.append(rest)
+        elif kind == "tool":
+            tools.append(rest)
+        elif kind == "container" and len(fields) == 6:
+            name, state, health, image, started, service = fields
+            # Docker keeps the last health status of a stopped container; it means nothing then.
+            health = health if state == "running" and health else "-"
+            containers.append(Container(name.lstrip("/"), state, health, image, started, service))
+    return NasState(live, upstream, lock, journal, home, tools, sorted(containers, key=container_order(s)))
+
+
+def container_order(s: Settings) -> Callable[[Container], tuple]:
+    first = [contract.PROXY_CONTAINER, *(f"{s.api_service}-{c}" for c in contract.COLORS)]
+    return lambda c: (first.index(c.name) if c.name in first else len(first), c.name)
+
+
+STATUS = Fact("status", lambda s: commands.facts(s, "status"), parse_status, sudo=True, ok=(0, 1, 127))
+
+
+def parse_lock(out: Output, s: Settings) -> str | None:
+    if out.exited != contract.EXIT_LOCKED:
+        return None
+    return out.stdout.strip() or "a change is running"
+
+
+LOCK = Fact("lock", lambda s: commands.facts(s, "lock"), parse_lock, sudo=True, ok=(0, contract.EXIT_LOCKED))
+
+
+# --- the app checkout (as the SSH user) ---------------------------------------------------------
+
+CHECKOUT_COMMIT = Fact("checkout commit", lambda s: commands.nas_head(s.nas_app_dir),
+                       lambda out, s: out.stdout.strip() if out.exited == 0 else "", ok=(0, 128))
+
+CHECKOUT_BRANCH = Fact("checkout branch", lambda s: commands.nas_current_branch(s.nas_app_dir),
+                       lambda out, s: out.stdout.strip(), ok=(0, 1, 128))
+
+# Keys git may hold in the checkout's own config: what clone, fetch and branches write. Any
+# other (hooks paths, filters, fsmonitor, includes, ssh commands, URL rewrites...) can make
+# git run a program, and the app container can write that file.
+SAFE_GIT_KEYS = re.compile(
+    r"core\.(repositoryformatversion|filemode|bare|logallrefupdates|ignorecase|precomposeunicode|symlinks"
+    r"|autocrlf|safecrlf|eol|quotepath|sharedrepository|checkstat|trustctime)"
+    r"|remote\.[^\x00\n]+\.(url|fetch|pushurl|tagopt|prune|mirror)"
+    r"|branch\.[^\x00\n]+\.(remote|merge|rebase)"
+    r"|user\.(name|email)|pull\.(rebase|ff)|init\.defaultbranch|gc\.[a-z]+|extensions\.objectformat")
+
+
+def parse_git_config(out: Output, s: Settings) -> list[str]:
+    """The keys of the checkout's git config that are not on the allow-list."""
+    keys = [line.strip().lower() for line in out.stdout.splitlines() if line.strip()]
+    return sorted({key for key in keys if not SAFE_GIT_KEYS.fullmatch(key)})
+
+
+CHECKOUT_CONFIG = Fact("checkout git config", lambda s: commands.checkout_config(s.nas_app_dir),
+                       parse_git_config, ok=(0, 1, 128))
+
+
+# --- history --------------------------------------------------------------------------------------
+
+RELEASE_FIELDS = ("time", "kind", "commit", "image", "color", "performer")
+
+
+def parse_releases(text: str) -> list[dict[str, str]]:
+    return [dict(zip(RELEASE_FIELDS, line.split("\t"))) for line in text.splitlines() if line.count("\t") == 5]
+
+
+def releases(lines: int) -> Fact[list[dict[str, str]]]:
+    return Fact("releases", lambda s: commands.tail_file(commands.in_home(s, contract.RELEASES_FILE), lines),
+                lambda out, s: parse_releases(out.stdout), ok=(0, 1))

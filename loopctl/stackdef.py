@@ -1,0 +1,414 @@
+"""A release's stack definition, written from the app's own compose file.
+
+Why: the app's `docker-compose.yml` is the source of truth for how its services are built
+and run. The NAS resolves it with Compose itself (`scripts/prepare.sh`: `compose config`
+of the commit, relative paths against the checkout); this module turns that resolved model
+into the blue-green stack: the api service copied once per color with only the names, the
+published ports (the proxy takes those) and what loopctl must add (a healthcheck where the
+app has none, the color and commit in the environment) changed; the app's other services
+as it defines them; and the proxy. Everything is pure: the tests feed it Compose v1's and
+v2's real output.
+
+It also refuses what would put root on the NAS within the app container's reach: host
+settings (mounts, devices, privileges, namespaces) taken from variables, which the app can
+change through the checkout's `.env`, and mounts of the loopctl home.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from . import contract
+from .errors import ConfigError
+
+# Host-affecting service fields: their values must be written out in the committed file.
+HOST_FIELDS = ("volumes", "devices", "privileged", "cap_add", "security_opt", "network_mode", "pid", "ipc",
+               "uts", "userns_mode", "cgroup_parent", "volumes_from", "env_file", "sysctls", "build")
+BUILD_HOST_FIELDS = ("context", "dockerfile", "secrets", "ssh", "additional_contexts")
+# Mount sources no service may have, whatever the app says.
+FORBIDDEN_SOURCES = ("/", "/var/run/docker.sock", "/run/docker.sock")
+SAFE_VALUE = re.compile(r"[A-Za-z0-9_./:@,+-]*")
+
+
+@dataclass
+class Release:
+    """What `prepare.sh` printed, resolved into the release loopctl deploys."""
+
+    commit: str
+    stack: dict[str, Any]
+    fields: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def short(self) -> str:
+        return self.commit[:12]
+
+    def stack_json(self) -> str:
+        return json.dumps(self.stack, indent=2, sort_keys=True) + "\n"
+
+    def release_env(self) -> str:
+        lines = ["# Written by loopctl for this release; read by the NAS scripts (lib-deploy.sh)."]
+        return "\n".join(lines + [f"{k}={v}" for k, v in self.fields.items()]) + "\n"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    compose_major: int
+    raw: str
+    resolved: str
+
+
+def parse_prepared(output: str) -> Prepared:
+    """The three lines of `prepare.sh`."""
+    found = dict(line.split(": ", 1) for line in output.splitlines() if ": " in line)
+    try:
+        return Prepared(int(found["compose"]), base64.b64decode(found["raw"]).decode(),
+                        base64.b64decode(found["resolved"]).decode())
+    except (KeyError, ValueError, binascii.Error, UnicodeDecodeError):
+        raise ConfigError("prepare.sh on the NAS printed no resolved compose model") from None
+
+
+def project_name(app_dir: str) -> str:
+    """Compose's default project name: the checkout folder's name, lowercased, letters, digits, - and _."""
+    return re.sub(r"[^a-z0-9_-]", "", posixpath.basename(app_dir.rstrip("/")).lower())
+
+
+def load_yaml(text: str, what: str) -> dict[str, Any]:
+    try:
+        model = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(model, dict) or not isinstance(model.get("services"), dict) or not model["services"]:
+        raise ConfigError(f"{what} defines no services")
+    return model
+
+
+# --- ports and mounts, in either Compose's syntax ----------------------------------------------
+
+@dataclass(frozen=True)
+class Port:
+    host_ip: str
+    published: str
+    target: int
+
+
+def parse_port(entry: Any) -> Port | None:
+    """A published port from v2's long syntax or v1's `[ip:]published:target[/proto]`."""
+    if isinstance(entry, dict):
+        if not entry.get("published"):
+            return None
+        return Port(str(entry.get("host_ip") or ""), str(entry["published"]), int(entry["target"]))
+    text = str(entry).split("/")[0]
+    parts = text.rsplit(":", 2)
+    if len(parts) == 1:
+        return None
+    if len(parts) == 2:
+        return Port("", parts[0], int(parts[1]))
+    return Port(parts[0].strip("[]"), parts[1], int(parts[2]))
+
+
+@dataclass(frozen=True)
+class Mount:
+    kind: str
+    source: str
+    target: str
+    read_only: bool
+
+
+def parse_mount(entry: Any) -> Mount:
+    if isinstance(entry, dict):
+        return Mount(entry.get("type", "volume"), str(entry.get("source") or ""), str(entry.get("target", "")),
+                     bool(entry.get("read_only")))
+    parts = str(entry).split(":")
+    if len(parts) == 1:
+        return Mount("volume", "", parts[0], False)
+    mode = parts[2] if len(parts) > 2 else "rw"
+    kind = "bind" if parts[0].startswith(("/", ".", "~")) else "volume"
+    return Mount(kind, parts[0], parts[1], "ro" in mode.split(","))
+
+
+def within(path: str, root: str) -> bool:
+    path, root = posixpath.normpath(path), posixpath.normpath(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+def literal_host_fields(raw: dict[str, Any], compose_file: str) -> None:
+    """Host settings must be written out in the committed file: a `${VAR}` there takes its value
+    from the checkout's .env, which the app container can rewrite."""
+    def strings(value: Any):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield str(k)
+                yield from strings(v)
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings(item)
+        elif value is not None:
+            yield str(value)
+
+    for name, service in (raw.get("services") or {}).items():
+        service = dict(service or {})
+        if isinstance(service.get("build"), dict):
+            # Build arguments only shape the image; where it is built from and what it may read is the host's.
+            service["build"] = {k: v for k, v in service["build"].items() if k in BUILD_HOST_FIELDS}
+        for key in HOST_FIELDS:
+            if key in service and any("$" in text for text in strings(service[key])):
+                raise ConfigError(f"{compose_file}: service {name}: `{key}` takes a value from a variable; host "
+                                  f"settings must be written out in the file (the app can change the checkout's .env)")
+    for section in ("volumes", "networks", "secrets", "configs"):
+        for name, item in (raw.get(section) or {}).items():
+            if any("$" in text for text in strings(item)):
+                raise ConfigError(f"{compose_file}: {section} {name} takes a value from a variable; host settings "
+                                  f"must be written out in the file (the app can change the checkout's .env)")
+
+
+def check_mounts(name: str, service: dict[str, Any], loopctl_dir: str) -> None:
+    for entry in service.get("volumes") or []:
+        mount = parse_mount(entry)
+        if mount.kind != "bind":
+            continue
+        if mount.source in FORBIDDEN_SOURCES:
+            raise ConfigError(f"service {name} mounts {mount.source}: refused (root on the NAS from the container)")
+        if within(loopctl_dir, mount.source) or within(mount.source, loopctl_dir):
+            raise ConfigError(f"service {name} mounts {mount.source}, which holds the loopctl home {loopctl_dir}: "
+                              f"refused (a container must not reach what root runs)")
+
+
+def published_ports(services: dict[str, Any]) -> dict[str, list[Port]]:
+    ports = {name: [p for p in map(parse_port, service.get("ports") or []) if p] for name, service in services.items()}
+    seen: dict[str, str] = {}
+    for name, found in ports.items():
+        for port in found:
+            other = seen.get(port.published)
+            if other and other != name:
+                raise ConfigError(f"services {other} and {name} both publish port {port.published}")
+            if other == name:
+                raise ConfigError(f"service {name} publishes port {port.published} twice")
+            seen[port.published] = name
+    return ports
+
+
+# --- the transform --------------------------------------------------------------------------------
+
+def supplied_healthcheck(container_port: int, health_path: str) -> dict[str, Any]:
+    """An HTTP check of HEALTH_PATH on the container port with whatever the image has: curl, wget or
+    Python. Every second, so a started color is reported healthy within about a second."""
+    url = f"http://127.0.0.1:{container_port}{health_path}"
+    script = (f"if command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null -m 3 {url}; "
+              f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T 3 {url}; "
+              f"elif command -v python3 >/dev/null 2>&1; then python3 -c "
+              f"\"import urllib.request; urllib.request.urlopen('{url}', timeout=3)\"; "
+              f"else exit 1; fi")
+    return {"test": ["CMD-SHELL", script], "interval": "1s", "timeout": "3s", "retries": 3, "start_period": "60s"}
+
+
+def with_environment(service: dict[str, Any], extra: dict[str, str]) -> None:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    service["environment"] = {**env, **extra}
+
+
+def with_labels(mapping: dict[str, Any], key: str, extra: dict[str, str]) -> None:
+    labels = mapping.get(key) or {}
+    if isinstance(labels, list):
+        labels = dict(item.split("=", 1) if "=" in item else (item, "") for item in labels)
+    mapping[key] = {**labels, **extra}
+
+
+def move_build(name: str, service: dict[str, Any], app_dir: str, export_dir: str, project: str) -> None:
+    """Builds read the commit's export, never the checkout (which the app writes)."""
+    build = service.get("build")
+    if build is None:
+        return
+    if isinstance(build, str):
+        build = {"context": build}
+    context = str(build.get("context", "."))
+    if not context.startswith("/") or not within(context, app_dir):
+        raise ConfigError(f"service {name} builds from {context}, outside the checkout {app_dir}: loopctl builds "
+                          f"from the deployed commit's files only")
+    build["context"] = export_dir + context[len(app_dir.rstrip("/")):]
+    dockerfile = build.get("dockerfile")
+    if isinstance(dockerfile, str) and dockerfile.startswith("/"):
+        if not within(dockerfile, app_dir):
+            raise ConfigError(f"service {name}'s Dockerfile {dockerfile} is outside the checkout {app_dir}")
+        build["dockerfile"] = export_dir + dockerfile[len(app_dir.rstrip("/")):]
+    service["build"] = build
+
+
+def escape_dollars(value: Any) -> Any:
+    """The stack file is read by Compose again, which interpolates `$`: resolved values are literal."""
+    if isinstance(value, dict):
+        return {k: escape_dollars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape_dollars(v) for v in value]
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    return value
+
+
+def unescape_dollars(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: unescape_dollars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unescape_dollars(v) for v in value]
+    if isinstance(value, str):
+        return value.replace("$$", "$")
+    return value
+
+
+def external_objects(model: dict[str, Any], section: str, used: set[str], project: str) -> dict[str, Any]:
+    """Networks or volumes the stack shares with the app's own compose, declared external by their
+    real names: neither Compose then checks the labels whoever made them left on them."""
+    declared = model.get(section) or {}
+    out = {}
+    for key in sorted(used):
+        spec = declared.get(key) or {}
+        external = spec.get("external")
+        if isinstance(external, dict) and external.get("name"):
+            real = external["name"]
+        else:
+            real = spec.get("name") or f"{project}_{key}"
+        out[key] = {"name": real, "external": True}
+    return out
+
+
+def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
+    """The release for `commit` from what prepare.sh printed; ConfigError (one line) on bad input."""
+    compose_file = settings.app_compose_file
+    app_dir, home = settings.nas_app_dir, settings.nas_loopctl_dir
+    raw = load_yaml(prepared.raw, compose_file)
+    literal_host_fields(raw, compose_file)
+    model = load_yaml(prepared.resolved, f"{compose_file} (resolved)")
+    # Both Composes' `config` write a literal `$` as `$$`: back to the values the containers get
+    # (escaped again, once, when the stack file is written).
+    model = unescape_dollars(model)
+    services: dict[str, Any] = model["services"]
+    api_name, auth_name = settings.api_service, settings.auth_service
+    names = ", ".join(sorted(services))
+    if api_name not in services:
+        raise ConfigError(f"API_SERVICE {api_name!r} is not a service in {compose_file} (it has: {names})")
+    if auth_name and auth_name not in services:
+        raise ConfigError(f"AUTH_SERVICE {auth_name!r} is not a service in {compose_file} (it has: {names})")
+    project = str(model.get("name") or project_name(app_dir))
+    notes: list[str] = []
+
+    for name, service in services.items():
+        check_mounts(name, service, home)
+    api = services[api_name]
+    mode = str(api.get("network_mode") or "")
+    if mode:
+        raise ConfigError(f"service {api_name} uses network_mode: {mode}: blue-green needs it on a Compose network, "
+                          f"where the proxy reaches each color by name")
+    ports = published_ports(services)[api_name]
+    if settings.stack_proxy_port:
+        chosen = [p for p in ports if p.published == str(settings.stack_proxy_port)] or ports[:1]
+    else:
+        chosen = ports
+    if not chosen:
+        raise ConfigError(f"service {api_name} publishes no port: the proxy takes the port the api publishes")
+    if len(chosen) > 1:
+        raise ConfigError(f"service {api_name} publishes ports {', '.join(p.published for p in chosen)}; set "
+                          f"STACK_PROXY_PORT to the one the proxy takes")
+    port = chosen[0]
+    proxy_port = str(settings.stack_proxy_port or port.published)
+
+    export_dir = f"{home}/build/src"
+    short = commit[:12]
+    image = str(api.get("image") or "")
+    repo = re.sub(r":[^/:]*$", "", image) if image else api_name
+    stack_services: dict[str, Any] = {}
+    for color in contract.COLORS:
+        service = copy.deepcopy(api)
+        name = f"{api_name}-{color}"
+        service.pop("ports", None)
+        service["container_name"] = name
+        service["image"] = f"{repo}:{short}"
+        move_build(api_name, service, app_dir, export_dir, project)
+        if "build" in service:
+            # Rebuilding a tag leaves the image it replaced untagged: this label lets only this
+            # stack's be pruned.
+            with_labels(service["build"], "labels", {"org.loopctl.project": project})
+        with_labels(service, "labels", {"org.loopctl.color": color, "org.loopctl.commit": short})
+        with_environment(service, {"LOOPCTL_COLOR": color, "LOOPCTL_COMMIT": short})
+        health = service.get("healthcheck") or {}
+        if not health or health.get("disable") or health.get("test") in (["NONE"], "NONE"):
+            service["healthcheck"] = supplied_healthcheck(port.target, settings.health_path)
+        stack_services[name] = service
+    if not (api.get("healthcheck") or {}).get("test") or (api.get("healthcheck") or {}).get("disable"):
+        notes.append(f"{api_name} defines no healthcheck: loopctl checks HTTP {settings.health_path} on port "
+                     f"{port.target} every second")
+
+    aux, builds = [], []
+    for name, service in services.items():
+        if name == api_name:
+            continue
+        service = copy.deepcopy(service)
+        move_build(name, service, app_dir, export_dir, project)
+        stack_services[name] = service
+        aux.append(name)
+        if "build" in service:
+            builds.append(name)
+
+    api_networks = api.get("networks") or {"default": None}
+    stack_services[contract.PROXY_SERVICE] = {
+        "image": settings.stack_proxy_image,
+        "container_name": contract.PROXY_CONTAINER,
+        "command": ["nginx", "-c", "/etc/loop-nginx/nginx.conf", "-g", "daemon off;"],
+        "ports": [f"{port.host_ip + ':' if port.host_ip else ''}{proxy_port}:{contract.PROXY_LISTEN_PORT}"],
+        # Directories, not single files: a bind-mounted file keeps its old inode after the
+        # atomic rename the scripts do, so nginx would never see the new upstream.
+        "volumes": [f"{home}/{contract.NGINX_CONF_DIR}:/etc/loop-nginx:ro",
+                    f"{home}/{posixpath.dirname(contract.UPSTREAM_FILE)}:/etc/loop-live:ro"],
+        "networks": sorted(api_networks) if isinstance(api_networks, dict) else list(api_networks),
+        "restart": "unless-stopped",
+        "labels": {"org.loopctl.role": "proxy"},
+    }
+
+    used_networks: set[str] = set()
+    used_volumes: set[str] = set()
+    for service in stack_services.values():
+        nets = service.get("networks") or ({} if service.get("network_mode") else {"default": None})
+        used_networks.update(nets if isinstance(nets, (dict, list)) else [])
+        for entry in service.get("volumes") or []:
+            mount = parse_mount(entry)
+            if mount.kind == "volume" and mount.source:
+                used_volumes.add(mount.source)
+    stack: dict[str, Any] = {"services": stack_services}
+    networks = external_objects(model, "networks", used_networks, project)
+    volumes = external_objects(model, "volumes", used_volumes, project)
+    if networks:
+        stack["networks"] = networks
+    if volumes:
+        stack["volumes"] = volumes
+    for section in ("secrets", "configs"):
+        if model.get(section):
+            stack[section] = model[section]
+    stack = escape_dollars(stack)
+
+    oauth_dir = next((m.source for m in map(parse_mount, api.get("volumes") or [])
+                      if m.kind == "bind" and m.target.rstrip("/") == settings.api_oauth_path.rstrip("/")), "")
+    fields = {
+        "COMMIT": commit, "SHORT": short, "PROJECT": project, "API_SERVICE": api_name, "API_REPO": repo,
+        "CONTAINER_PORT": str(port.target), "PROXY_BIND": port.host_ip, "PROXY_PORT": proxy_port,
+        "PROXY_IMAGE": settings.stack_proxy_image, "HEALTH_PATH": settings.health_path,
+        "AUX_SERVICES": ",".join(aux), "BUILD_SERVICES": ",".join(builds), "OAUTH_DIR": oauth_dir,
+        "NETWORKS": ",".join(v["name"] for v in networks.values()),
+        "VOLUMES": ",".join(v["name"] for v in volumes.values()),
+    }
+    for key, value in fields.items():
+        if not SAFE_VALUE.fullmatch(value):
+            raise ConfigError(f"{key}={value!r} from {compose_file} has characters the NAS scripts refuse "
+                              f"(letters, digits and . _ / : @ , + - only)")
+    return Release(commit, stack, fields, notes)

@@ -1,0 +1,60 @@
+"""Text others wrote, made safe to show or send: secrets blanked, terminal controls removed.
+
+Why one module: the runner (NAS output), the checks (server answers) and the audit trail
+(git config) all print or send text that someone else controls. One function blanks
+secrets and one strips control characters, so no caller can drift from the others (two
+copies of the redaction once differed, and a sudo password that began MCP_TOKEN left the
+token's tail visible in one of them). Escape sequences could retitle the terminal, hide
+lines or rewrite what was printed before them; here they never get that far.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Iterable
+
+MASK = "<redacted>"
+
+# CSI (ESC [ ... final), OSC/DCS/PM/APC/SOS strings (up to BEL or ESC \, or the end of the line),
+# the 8-bit CSI, then any other ESC plus the character it introduces.
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|[\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x9b[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+# C0 controls but tab and newline, DEL, C1 controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without escape sequences or control characters; tabs and newlines stay, since
+    they give logs and tables their shape."""
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """A name someone else chose (git config user.name), as one short printable line."""
+    return re.sub(r"\s+", " ", printable(text)).strip()[:limit]
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Blank every secret in `text`, longest first (a secret that begins another must not
+    leave the other's tail visible), also as spelled inside JSON (reports and webhook
+    bodies are JSON, where quotes, backslashes and non-ASCII characters are escaped)."""
+    spellings: set[str] = set()
+    for secret in secrets:
+        if secret:
+            spellings |= {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    for spelling in sorted(spellings, key=len, reverse=True):
+        text = text.replace(spelling, MASK)
+    return text
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` as it may be shown or sent: control characters out first (so none can split a
+    secret and hide it from the search), then every secret blanked."""
+    secrets = [secret for secret in secrets if secret]
+    return redact(printable(text), secrets + [printable(secret) for secret in secrets])

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Read-only facts about the NAS that only root can read, for `inv status`, `inv setup` and
+# the checks before a change. Nothing here changes anything.
+set -Eeuo pipefail
+
+# shellcheck source=lib-deploy.sh
+. "$(dirname "$0")/lib-deploy.sh"
+
+usage() {
+  cat <<USAGE
+usage: facts.sh status | lock | home | tools | wait-healthy CONTAINER SECONDS
+
+  status                      everything \`inv status\` needs, as tab-separated lines (see status_fact)
+  lock                        exit 0 when no change runs, $EXIT_LOCKED (and who holds it) when one does
+  home                        what makes the loopctl home unsafe for root, one line each (none: safe)
+  tools                       the tools the NAS scripts need that this NAS lacks, one line each
+  wait-healthy CONTAINER S    wait up to S seconds for CONTAINER to be healthy (exit 1 if not)
+  --help                      this text
+USAGE
+}
+
+lock_fact() {
+  [[ -e $LOCK ]] || return 0
+  exec 9<"$LOCK"
+  flock -n 9 && return 0
+  cat "$LOCK_INFO" 2>/dev/null || echo "a change is running"
+  exit "$EXIT_LOCKED"
+}
+
+home_fact() {
+  unsafe_home
+  rw_mounts_of_home
+}
+
+# Everything the scripts call, by the name they call it; DSM is not Debian.
+tools_fact() {
+  local tool
+  for tool in flock curl git sha256sum tar timeout tac awk sed grep find stat install mktemp setsid \
+    tail base64 df head tr cut sort tee date; do
+    command -v "$tool" >/dev/null || echo "$tool is missing"
+  done
+  [[ $(date +%N 2>/dev/null) =~ ^[0-9]{9}$ ]] || echo "date does not support %N (GNU date needed)"
+  ((BASH_VERSINFO[0] >= 4)) || echo "bash is older than 4"
+  "${COMPOSE[@]}" version >/dev/null 2>&1 || echo "${COMPOSE[*]} does not run"
+}
+
+# status: everything `inv status` needs from root, in one call, as tab-separated lines
+#   live COLOR | upstream ok|missing|garbled | lock free|held INFO | journal KEY=VALUE...
+#   home PROBLEM | tool PROBLEM | container NAME STATE HEALTH IMAGE STARTED SERVICE
+status_fact() {
+  local color="" upstream=missing holder line ids
+  if [[ -r $UPSTREAM ]]; then
+    # shellcheck disable=SC2016  # nginx variables, not shell ones
+    color=$(sed -nE 's/^map \$host \$loop_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1)
+    upstream=ok
+    [[ -n $color ]] || upstream=garbled
+  fi
+  [[ ! -e $APP_LIVE ]] || color=app
+  # Before any deploy, the app's own compose container may be what serves.
+  if [[ -z $color && $upstream == missing ]] && (load_stack_env) >/dev/null 2>&1; then
+    load_stack_env
+    [[ -z $(docker ps -q --filter "label=com.docker.compose.project=$(project_of_checkout)" \
+      --filter "label=com.docker.compose.service=$API_SERVICE") ]] || color=app
+  fi
+  printf 'live\t%s\nupstream\t%s\n' "$color" "$upstream"
+  if holder=$(lock_fact); then echo $'lock\tfree'; else printf 'lock\theld\t%s\n' "$(head -n 1 <<<"$holder")"; fi
+  if [[ -s $JOURNAL ]]; then printf 'journal\t%s\n' "$(tr '\n' '\t' <"$JOURNAL")"; fi
+  if (load_stack_env) >/dev/null 2>&1; then
+    load_stack_env
+    while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(home_fact)
+    while IFS= read -r line; do printf 'tool\t%s\n' "$line"; done < <(tools_fact)
+    ids=$(docker ps -aq --filter "name=^($API_SERVICE-blue|$API_SERVICE-green|$PROXY_CONTAINER)\$")
+    ids+=" $(docker ps -aq --filter "label=com.docker.compose.project=$(project_of_checkout)")"
+    # shellcheck disable=SC2046  # one id per word
+    [[ -z ${ids// /} ]] || docker inspect --format $'container\t{{.Name}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}\t{{.Config.Image}}\t{{.State.StartedAt}}\t{{index .Config.Labels "com.docker.compose.service"}}' $(tr ' ' '\n' <<<"$ids" | sort -u)
+  else
+    printf 'tool\t%s\n' "$( (load_stack_env) 2>&1 | sed 's/^ERROR: //')"
+  fi
+}
+
+# The project name Compose gives the app's checkout: its folder name, lowercased, without
+# characters other than letters, digits, - and _.
+project_of_checkout() { basename "$APP_DIR" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-'; }
+
+main() {
+  case ${1:-} in
+    --help | -h) usage ;;
+    status) status_fact ;;
+    lock) lock_fact ;;
+    home) load_stack_env; home_fact ;;
+    tools)
+      # Compose and docker are found through stack.env; report their absence as a line too.
+      if ! (load_stack_env) >/dev/null 2>&1; then
+        (load_stack_env) 2>&1 | sed 's/^ERROR: //'
+        DOCKER=/bin/true COMPOSE=(/bin/true)
+      else
+        load_stack_env
+      fi
+      tools_fact
+      ;;
+    wait-healthy)
+      [[ $# -eq 3 && $2 =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ && $3 =~ ^[0-9]+$ ]] || usage_error
+      load_stack_env
+      wait_healthy "$2" "$3"
+      ;;
+    *) usage_error ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,489 @@
+# shellcheck shell=bash
+# The change transaction shared by deploy-blue-green.sh, rollback.sh and rebuild-all.sh:
+# releases and their stack definitions, the app checkout's export, colors and containers,
+# health waits, the nginx switch, the undo and the release history. Sourced, never run.
+#
+# A release is releases/SHORT/{stack.json,release.env}: the app's own compose definition
+# of the api service, copied into one service per color (only the names and the published
+# ports differ), its other services as the app defines them, and the proxy. It is written
+# by loopctl from `compose config` of the commit, so a rollback starts an old release
+# exactly as it was defined.
+
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+readonly RELEASE_FIELDS=(COMMIT SHORT PROJECT API_SERVICE API_REPO CONTAINER_PORT PROXY_BIND PROXY_PORT PROXY_IMAGE
+  HEALTH_PATH AUX_SERVICES BUILD_SERVICES OAUTH_DIR NETWORKS VOLUMES)
+
+release_dir() { printf '%s/%s/%s' "$LOOPCTL_HOME" "$RELEASES_DIR" "$1"; }
+
+# load_release SHORT: that release's fields (release.env) into the environment.
+# shellcheck disable=SC2153  # the fields are assigned by read_env_file
+load_release() {
+  local dir
+  dir=$(release_dir "$1")
+  read_env_file "$dir/$RELEASE_ENV_FILE" "${RELEASE_FIELDS[@]}" ||
+    die "release $1 has no valid definition in $dir (deploy it again)" "$EXIT_NOTHING_TO_ROLL_BACK"
+  [[ $SHORT == "$1" && -f $dir/$RELEASE_STACK_FILE ]] || die "release $1 in $dir is incomplete" "$EXIT_NOTHING_TO_ROLL_BACK"
+}
+
+# install_release FROM SHORT: copy the definition the workstation uploaded (FROM holds
+# stack.json and release.env) into releases/SHORT, readable by root only: the app's
+# environment, secrets included, is in it.
+install_release() {
+  local from=$1 short=$2 dir file
+  dir=$(release_dir "$short")
+  for file in "$RELEASE_STACK_FILE" "$RELEASE_ENV_FILE"; do
+    [[ -f $from/$file && ! -L $from/$file ]] || die "$from/$file is missing or not a plain file" "$EXIT_USAGE"
+    (($(stat -c %s "$from/$file") < 1048576)) || die "$from/$file is too large" "$EXIT_USAGE"
+  done
+  install -d -m 0700 "$LOOPCTL_HOME/$RELEASES_DIR"
+  rm -rf "$dir.new"
+  install -d -m 0700 "$dir.new"
+  install -m 0600 "$from/$RELEASE_STACK_FILE" "$from/$RELEASE_ENV_FILE" "$dir.new/" ||
+    die "could not copy the release definition (is the disk full?)" "$EXIT_DISK_FULL"
+  rm -rf "$dir.old"
+  [[ ! -e $dir ]] || mv "$dir" "$dir.old"
+  mv "$dir.new" "$dir"
+  rm -rf "$dir.old"
+}
+
+# compose_release SHORT ARGS...: Compose on that release's definition. Run from the release
+# folder: Compose would read a .env from the working directory, and there is none there.
+# COMPOSE_PREFIX (a caller's local array) runs it under a command such as `timeout`.
+compose_release() {
+  local dir
+  dir=$(release_dir "$1")
+  shift
+  (cd "$dir" && ${COMPOSE_PREFIX[@]+"${COMPOSE_PREFIX[@]}"} "${COMPOSE[@]}" -p "$PROJECT" --project-directory "$dir" \
+    -f "$dir/$RELEASE_STACK_FILE" "$@" 2> >(without_compose_noise >&2))
+}
+
+# Compose v2's warnings about its own build machinery, on every build whichever way it is set
+# (COMPOSE_BAKE=false "is deprecated"; unset, "buildx isn't installed"): not the user's concern.
+without_compose_noise() {
+  grep -Ev --line-buffered 'COMPOSE_BAKE=false is deprecated|configured to build using Bake, but buildx|the attribute .version. is obsolete' || true
+}
+
+# --- the app checkout, exported ------------------------------------------------------------
+
+# Root never runs git inside the checkout: the app writes there (hooks, config, fsmonitor
+# would run as root). Fetching from it into loopctl's own mirror is what git itself calls the
+# safe way to read an untrusted repository.
+mirror_git() {
+  git -c core.hooksPath=/dev/null -c protocol.file.allow=always -c safe.directory='*' \
+    -c core.fsmonitor=false --git-dir="$MIRROR" "$@"
+}
+
+# export_commit COMMIT: build/src holds exactly the tracked files of COMMIT (nothing the app
+# changed or added in the checkout), the build context of every service the app builds.
+export_commit() {
+  local commit=$1 src=$BUILD/src
+  [[ $commit =~ ^[0-9a-f]{40}$ ]] || die "not a full commit id: '$commit'" "$EXIT_USAGE"
+  if [[ -d $src && $(cat "$BUILD/commit" 2>/dev/null) == "$commit" ]]; then
+    return 0
+  fi
+  install -d -m 0700 "$BUILD"
+  [[ -d $MIRROR ]] || git init -q --bare "$MIRROR"
+  chmod 0700 "$MIRROR"
+  mirror_git fetch --quiet --no-tags --no-write-fetch-head "file://$APP_DIR" \
+    "+refs/heads/*:refs/checkout/heads/*" "+HEAD:refs/checkout/HEAD" 2>&1 | sed 's/^/    /' >&2 || true
+  mirror_git cat-file -e "$commit^{commit}" 2>/dev/null ||
+    die "commit $commit is not on a branch of $APP_DIR: run 'inv local-sync'" "$EXIT_USAGE"
+  rm -rf "$src.new" "$BUILD/commit"
+  mkdir -m 0700 "$src.new"
+  if ! mirror_git -c tar.umask=0022 archive --format=tar "$commit" | tar -x --no-same-owner -C "$src.new" 2>"$BUILD/tar.err"; then
+    rm -rf "$src.new"
+    disk_full_or_die "exporting $commit failed: $(tail -n 1 "$BUILD/tar.err")"
+  fi
+  rm -rf "$src"
+  mv "$src.new" "$src"
+  echo "$commit" >"$BUILD/commit"
+}
+
+# disk_full_or_die MESSAGE: say plainly when the disk is full (exit 74), else die.
+disk_full_or_die() {
+  local avail
+  avail=$(df -Pk "$LOOPCTL_HOME" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  if [[ $1 == *"No space left"* || ${avail:-1} -lt 1024 ]]; then
+    die "the disk is full ($(df -Ph "$LOOPCTL_HOME" | awk 'NR == 2 { print $4 }') free on $(df -P "$LOOPCTL_HOME" | awk 'NR == 2 { print $6 }')): $1" "$EXIT_DISK_FULL"
+  fi
+  die "$1"
+}
+
+# --- colors and containers ---------------------------------------------------------------
+
+container() { printf '%s-%s' "$API_SERVICE" "$1"; }
+other_color() { if [[ $1 == blue ]]; then echo green; else echo blue; fi; }
+
+# The live color from the upstream file nginx reads ("app" while the app's own container,
+# not loopctl's stack, holds the port; "" before any deploy).
+live_color() {
+  if [[ -e $APP_LIVE ]]; then
+    echo app
+    return
+  fi
+  [[ -r $UPSTREAM ]] || return 0
+  # shellcheck disable=SC2016  # nginx variables, not shell ones
+  sed -nE 's/^map \$host \$loop_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1
+}
+
+# The commit a color's container runs, from its image tag ("" when there is no container).
+color_commit() {
+  local image
+  image=$(docker inspect -f '{{.Config.Image}}' "$(container "$1")" 2>/dev/null) || return 0
+  echo "${image##*:}"
+}
+
+exists() { docker inspect -f '{{.Id}}' "$1" >/dev/null 2>&1; }
+is_running() { [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
+
+# ensure_shared_objects: the networks and volumes the app's compose shares with this stack
+# are declared external in it, so whichever Compose (or a hand) made them, with whatever
+# labels, they are used as they are; missing ones are made here.
+ensure_shared_objects() {
+  local name
+  for name in ${NETWORKS//,/ }; do
+    docker network inspect "$name" >/dev/null 2>&1 ||
+      docker network create --label "com.docker.compose.project=$PROJECT" "$name" >/dev/null
+  done
+  for name in ${VOLUMES//,/ }; do
+    docker volume inspect "$name" >/dev/null 2>&1 ||
+      docker volume create --label "com.docker.compose.project=$PROJECT" "$name" >/dev/null
+  done
+}
+
+# wait_healthy CONTAINER TIMEOUT: poll Docker's view every second until healthy (or running,
+# for a container without a healthcheck). The one rule set: `inv restart` uses it too.
+wait_healthy() {
+  local name=$1 deadline=$((SECONDS + $2)) status last=""
+  while :; do
+    status=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}/no-healthcheck{{end}}' "$name" 2>/dev/null || echo missing)
+    if [[ $status != "$last" ]]; then
+      printf '    %s: %s\n' "$name" "${status%/no-healthcheck}"
+      last=$status
+    fi
+    case $status in
+      healthy | running/no-healthcheck) return 0 ;;
+      unhealthy | exited* | dead* | missing) return 1 ;;
+    esac
+    ((SECONDS < deadline)) || {
+      printf '    %s: not healthy after %ss\n' "$name" "$2"
+      return 1
+    }
+    sleep 1
+  done
+}
+
+# show_failure NAME: why a container did not become healthy: Docker's health log first
+# (that is where the reason is), then its last log lines.
+show_failure() {
+  exists "$1" || return 0
+  warn "health checks of $1:"
+  docker inspect -f '{{if .State.Health}}{{range .State.Health.Log}}{{.ExitCode}} {{.Output}}{{"\n"}}{{end}}{{else}}no healthcheck; state {{.State.Status}}, exit code {{.State.ExitCode}}{{end}}' "$1" 2>/dev/null |
+    tail -n 5 | cut -c 1-300 | sed 's/^/    /' >&2 || true
+  warn "last log lines of $1:"
+  docker logs --tail 30 "$1" 2>&1 | cut -c 1-300 | sed 's/^/    /' >&2 || true
+}
+
+# --- nginx: the switch ---------------------------------------------------------------------
+
+write_upstream() {
+  cat <<EOF
+# Live color, written by loopctl at $(utc_now): $1 (commit $2).
+# Do not edit: every deploy and rollback replaces this file.
+map \$host \$loop_upstream { default $(container "$1"):$CONTAINER_PORT; }
+map \$host \$loop_color { default $1; }
+EOF
+}
+
+# write_candidate COLOR COMMIT: the upstream for COLOR beside the live one (same folder, so
+# renaming it into place is atomic). Prints its path.
+write_candidate() {
+  local candidate=$UPSTREAM.next
+  mkdir -p "$(dirname "$UPSTREAM")"
+  write_upstream "$1" "$2" >"$candidate"
+  chmod 644 "$candidate"
+  echo "$candidate"
+}
+
+# nginx -t on the running proxy, with the candidate upstream in place of the live one.
+nginx_test_candidate() {
+  docker exec "$PROXY_CONTAINER" sh -c \
+    'sed "s#/etc/loop-live/$2#/etc/loop-live/$1#" /etc/loop-nginx/nginx.conf >/tmp/loop-nginx-test.conf &&
+     nginx -t -q -c /tmp/loop-nginx-test.conf' sh "$(basename "$1")" "$(basename "$UPSTREAM")"
+}
+
+# nginx -t in a throwaway container of the proxy image, for when no proxy runs yet.
+nginx_test_offline() {
+  docker run --rm --network none -v "$LOOPCTL_HOME/$NGINX_CONF_DIR:/etc/loop-nginx:ro" \
+    -v "$(dirname "$1"):/etc/loop-live:ro" --entrypoint sh "$PROXY_IMAGE" -c \
+    'sed "s#/etc/loop-live/$2#/etc/loop-live/$1#" /etc/loop-nginx/nginx.conf >/tmp/t.conf && nginx -t -q -c /tmp/t.conf' \
+    sh "$(basename "$1")" "$(basename "$UPSTREAM")"
+}
+
+# wait_port_answers: the proxy port answers HTTP (tried 0.1 s apart, up to 10 s).
+# shellcheck disable=SC2153  # PROXY_PORT comes from the release's fields
+wait_port_answers() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    curl -s -o /dev/null -m 1 "http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# switch_to COLOR COMMIT: write to a temp file, test it, rename into place, reload. With no
+# proxy running, it is started on the new upstream.
+switch_to() {
+  local candidate
+  candidate=$(write_candidate "$1" "$2")
+  if is_running "$PROXY_CONTAINER"; then
+    if ! nginx_test_candidate "$candidate"; then
+      rm -f "$candidate"
+      warn "nginx -t failed: no switch"
+      return 1
+    fi
+    mv -f "$candidate" "$UPSTREAM"
+    docker kill --signal HUP "$PROXY_CONTAINER" >/dev/null
+  else
+    if ! nginx_test_offline "$candidate"; then
+      rm -f "$candidate"
+      warn "nginx -t failed: no switch"
+      return 1
+    fi
+    mv -f "$candidate" "$UPSTREAM"
+    compose_release "$SHORT" up -d --no-deps --no-build proxy
+    wait_port_answers || warn "the proxy does not answer on port $PROXY_PORT yet"
+  fi
+}
+
+# verify_through_proxy COLOR SECONDS: for the window, every request through the proxy (four a
+# second) must be a 200 from COLOR. The reload is asynchronous, so the old color may answer
+# for a moment first; after 10 s that counts as a failed switch.
+verify_through_proxy() {
+  local color=$1 window=$(($2 * 1000)) start seen=0 code served waited
+  local url="http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH"
+  start=$(ms_now)
+  while :; do
+    read -r code served < <(curl -sS -m 3 -o /dev/null -D - "$url" 2>/dev/null |
+      awk 'NR == 1 { code = $2 } tolower($1) == "x-loop-color:" { c = $2 } END { gsub(/\r/, "", c); print (code ? code : 0), c }')
+    waited=$(($(ms_now) - start))
+    if [[ $code != 200 ]]; then
+      warn "proxy answered $code for $url"
+      return 1
+    elif [[ $served == "$color" ]]; then
+      seen=1
+    elif ((seen)); then
+      warn "traffic went back to '$served'"
+      return 1
+    elif ((waited >= 10000)); then
+      warn "traffic still reaches '$served' 10s after the reload"
+      return 1
+    fi
+    ((seen && waited >= window)) && return 0
+    sleep 0.25
+  done
+}
+
+# --- history ---------------------------------------------------------------------------------
+
+# record_release KIND COMMIT IMAGE COLOR: one tab-separated line per change of the live version.
+record_release() {
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(utc_now)" "$1" "$2" "$3" "$4" "$(printable "${PERFORMER:-unknown}")" >>"$RELEASES"
+  chmod 644 "$RELEASES"
+}
+
+# Keep the images (and definitions) of the last KEEP_RELEASES released commits, and always the
+# live and the previous color's; docker refuses to delete an image a container uses, which
+# guards the rest (the app's own container before a takeover among them).
+prune_releases() {
+  local keep tag dir
+  keep=$( (tac "$RELEASES" 2>/dev/null | awk -F'\t' -v n="${KEEP_RELEASES:-5}" '$3 != "app" && !seen[$3]++ && kept++ < n { print $3 }'
+    color_commit blue
+    color_commit green) | sort -u)
+  for tag in $(docker image ls "$API_REPO" --format '{{.Tag}}'); do
+    [[ $tag =~ ^[0-9a-f]{12}$ ]] || continue
+    grep -qxF "$tag" <<<"$keep" || docker image rm "$API_REPO:$tag" >/dev/null 2>&1 || true
+  done
+  for dir in "$LOOPCTL_HOME/$RELEASES_DIR"/*; do
+    tag=$(basename "$dir")
+    [[ -d $dir && $tag =~ ^[0-9a-f]{12}$ ]] || continue
+    docker image inspect "$API_REPO:$tag" >/dev/null 2>&1 || rm -rf "$dir"
+  done
+  # Rebuilding a tag leaves the image it replaced untagged; only this stack's are pruned.
+  docker image prune -f --filter dangling=true --filter "label=org.loopctl.project=$PROJECT" >/dev/null 2>&1 || true
+}
+
+# parse_flags ARGS...: the flags every change script takes; sets EXTRA_FLAGS to the rest
+# (as NAME=VALUE words) for the script's own. --help prints the usage and exits 0.
+parse_flags() {
+  EXTRA_FLAGS=()
+  while (($#)); do
+    [[ $1 == --help || $1 == -h ]] && { usage; exit 0; }
+    [[ $# -ge 2 && $1 == --* ]] || usage_error
+    case $1 in
+      --performer) PERFORMER=$(printable "$2") ;;
+      --health-timeout) HEALTH_TIMEOUT=$2 ;;
+      --verify-seconds) VERIFY_SECONDS=$2 ;;
+      *) EXTRA_FLAGS+=("${1#--}=$2") ;;
+    esac
+    shift 2
+  done
+  [[ $HEALTH_TIMEOUT =~ ^[0-9]+$ && $VERIFY_SECONDS =~ ^[0-9]+$ ]] || usage_error
+}
+
+# --- the transaction: undone on any failure before it commits ------------------------------
+
+# State of a deploy or rollback in progress, read by finish_change; the T_ stamps by the
+# scripts' summaries.
+# shellcheck disable=SC2034  # set and read by the scripts that source this file
+live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0
+
+# The proxy address the scripts talk to: the published one, on this machine.
+proxy_host() {
+  PROXY_HOST=${PROXY_BIND:-127.0.0.1}
+  [[ $PROXY_HOST != 0.0.0.0 ]] || PROXY_HOST=127.0.0.1
+}
+
+# give_port_to_proxy: the takeover's switch. The app's own container holds the port; stop it
+# and start the (already created) proxy in its place. Connections are refused in between:
+# the gap is measured and printed.
+give_port_to_proxy() {
+  local t0 t1
+  t0=$(ms_now)
+  docker stop -t 5 "$LEGACY_CONTAINER" >/dev/null
+  docker start "$PROXY_CONTAINER" >/dev/null
+  wait_port_answers || warn "the proxy does not answer on port $PROXY_PORT"
+  t1=$(ms_now)
+  step "port $PROXY_PORT moved from $LEGACY_CONTAINER to $PROXY_CONTAINER in $(elapsed "$t0" "$t1")"
+}
+
+# give_port_to_app: the takeover undone (or rolled back): the proxy stops, the app's own
+# container gets its port back.
+give_port_to_app() {
+  docker stop -t 5 "$PROXY_CONTAINER" >/dev/null 2>&1 || true
+  docker start "$LEGACY_CONTAINER" >/dev/null
+}
+
+# EXIT trap of deploy and rollback: a change that did not commit is undone so the live color
+# keeps serving. Traffic goes back to it; the container brought up is removed if the change
+# created it, or stopped again if it only started an existing one (a kept release).
+finish_change() {
+  local status=$?
+  trap - EXIT
+  if ((!committed)); then
+    ((status != 0)) || status=$EXIT_FAILED
+    if ((switched)); then
+      if [[ $target == app ]]; then
+        warn "giving port $PROXY_PORT back to $PROXY_CONTAINER"
+        give_port_to_proxy || warn "could not start $PROXY_CONTAINER again: check 'inv status'"
+      elif [[ $live == app ]]; then
+        warn "giving port $PROXY_PORT back to $LEGACY_CONTAINER"
+        give_port_to_app || warn "could not start $LEGACY_CONTAINER again: check 'inv status'"
+      elif [[ -n $live ]]; then
+        warn "switching back to $live"
+        switch_to "$live" "$(color_commit "$live")" || warn "could not switch back to $live: check 'inv status'"
+      fi
+    fi
+    if [[ -n $brought_up && $target != app ]]; then
+      show_failure "$(container "$target")"
+      if [[ $brought_up == created ]]; then
+        warn "removing $(container "$target")"
+        docker rm -f "$(container "$target")" >/dev/null 2>&1 || true
+      else
+        warn "stopping $(container "$target") again"
+        docker stop -t 10 "$(container "$target")" >/dev/null 2>&1 || true
+      fi
+    fi
+    if [[ -n $live && (-n $brought_up || $switched == 1) ]]; then
+      warn "undone: $live is still serving"
+    fi
+  fi
+  journal_clear
+  release_lock
+  exit "$status"
+}
+
+# The app's own api container (made by its compose, not by this stack), found by Compose's
+# labels whatever it is named; "" when there is none.
+legacy_container() {
+  docker ps -a --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$API_SERVICE" --format '{{.Names}}' | head -n 1
+}
+
+# check_names_and_port: before anything changes, refuse containers that hold this stack's
+# names or its port without being part of it. Prints "takeover" when the app's own api
+# container holds the port (the first deploy on a NAS the app's compose runs).
+check_names_and_port() {
+  local name service labels holders
+  for name in "$(container blue)" "$(container green)" "$PROXY_CONTAINER"; do
+    exists "$name" || continue
+    service=$name
+    [[ $name != "$PROXY_CONTAINER" ]] || service=$PROXY_SERVICE
+    labels=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}/{{index .Config.Labels "com.docker.compose.service"}}' "$name")
+    [[ $labels == "$PROJECT/$service" ]] ||
+      die "container $name exists but is not this stack's (compose labels '$labels'): rename or remove it, then deploy again" "$EXIT_REFUSED"
+  done
+  holders=$(docker ps --filter "publish=$PROXY_PORT" --format '{{.Names}}' | tr '\n' ' ')
+  holders=${holders% }
+  case $holders in
+    "")
+      if (exec 3<>"/dev/tcp/$PROXY_HOST/$PROXY_PORT") 2>/dev/null; then
+        die "port $PROXY_PORT is in use by a process outside Docker: stop it, or set STACK_PROXY_PORT" "$EXIT_REFUSED"
+      fi
+      ;;
+    "$PROXY_CONTAINER") ;;
+    "$(legacy_container)") echo takeover ;;
+    *) die "port $PROXY_PORT is held by container $holders, not by $API_SERVICE: stop it, or set STACK_PROXY_PORT" "$EXIT_REFUSED" ;;
+  esac
+}
+
+# switch_and_verify COMMIT: the common end of deploy and rollback, from a healthy target on.
+switch_and_verify() {
+  step "switching nginx to $target"
+  switched=1
+  journal_set step switch
+  switch_to "$target" "$1" || die "nginx did not accept the new upstream"
+  # shellcheck disable=SC2034  # read by the calling script's summary
+  T_SWITCHED=$(ms_now)
+  verify_and_commit
+}
+
+# takeover_and_verify COMMIT: the first switch on a NAS where the app's own container holds
+# the port: the proxy is created (not started) on the new upstream, then takes the port.
+takeover_and_verify() {
+  local candidate
+  step "taking port $PROXY_PORT over from $LEGACY_CONTAINER (the app's own container, kept for rollback)"
+  candidate=$(write_candidate "$target" "$1")
+  nginx_test_offline "$candidate" || { rm -f "$candidate"; die "nginx -t failed: no switch"; }
+  mv -f "$candidate" "$UPSTREAM"
+  compose_release "$SHORT" up --no-start --no-deps proxy
+  switched=1
+  journal_set step switch
+  give_port_to_proxy
+  # shellcheck disable=SC2034  # read by the calling script's summary
+  T_SWITCHED=$(ms_now)
+  verify_and_commit
+}
+
+verify_and_commit() {
+  step "verifying through the proxy for ${VERIFY_SECONDS}s"
+  journal_set step verify
+  verify_through_proxy "$target" "$VERIFY_SECONDS" || die "verification through the proxy failed"
+  # shellcheck disable=SC2034  # read by the calling script's summary
+  T_VERIFIED=$(ms_now)
+  committed=1
+  journal_set step committed
+}
+
+# retire_old: after the commit, the replaced release stops but stays (rollback starts it in
+# seconds). Nothing here can fail the change: the new release already serves.
+retire_old() {
+  if [[ $live == app ]]; then
+    rm -f "$APP_LIVE"
+  elif [[ -n $live ]] && is_running "$(container "$live")"; then
+    step "stopping $(container "$live") (kept for rollback)"
+    docker stop -t 10 "$(container "$live")" >/dev/null || warn "could not stop $(container "$live")"
+  fi
+}

@@ -1,0 +1,158 @@
+"""A release's stack definition, from the real `config` output of Compose v1 and v2 for the
+example app (tests/unit/data, made on the sandbox with `docker-compose config` and
+`docker compose config` in the checkout), and each kind of bad input as one line."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loopctl import settings, stackdef
+from loopctl.errors import ConfigError
+
+DATA = Path(__file__).parent / "data"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+APP = "/volume1/LOOP_CORE/vault/LOOP"
+
+
+@pytest.fixture
+def s(tmp_path):
+    return settings.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+
+
+def prepared(resolved: str, major: int, raw: str | None = None) -> stackdef.Prepared:
+    return stackdef.Prepared(major, raw if raw is not None else (DATA / "example-raw.yml").read_text(), resolved)
+
+
+@pytest.mark.parametrize("major", [1, 2])
+def test_colors_are_the_api_with_only_names_ports_and_loopctls_additions_changed(s, major):
+    resolved = (DATA / f"example-v{major}.yml").read_text()
+    release = stackdef.build_release(prepared(resolved, major), s, COMMIT)
+    api = yaml.safe_load(resolved)["services"]["loop-api"]
+    services = release.stack["services"]
+    assert set(services) == {"loop-api-blue", "loop-api-green", "loop-auth", "proxy"}
+    for color in ("blue", "green"):
+        copy = services[f"loop-api-{color}"]
+        assert copy["container_name"] == f"loop-api-{color}"
+        assert copy["image"] == "loop-api:0123456789ab"
+        assert "ports" not in copy
+        assert copy["volumes"] == api["volumes"]
+        assert copy["healthcheck"] == api["healthcheck"]
+        assert copy["environment"] == {**api["environment"], "LOOPCTL_COLOR": color, "LOOPCTL_COMMIT": "0123456789ab"}
+        assert copy["build"]["context"] == "/volume1/@loopctl/build/src"
+        assert copy["build"]["args"] == api["build"]["args"]
+        untouched = {k: v for k, v in copy.items()
+                     if k not in ("container_name", "image", "environment", "build", "labels")}
+        assert untouched == {k: v for k, v in api.items()
+                             if k not in ("container_name", "image", "environment", "build", "ports", "labels")}
+    auth = yaml.safe_load(resolved)["services"]["loop-auth"]
+    assert services["loop-auth"] == {**auth, "build": {**auth["build"], "context": "/volume1/@loopctl/build/src"}}
+    assert services["proxy"]["ports"] == ["127.0.0.1:8082:8082"]
+    assert services["proxy"]["volumes"] == ["/volume1/@loopctl/deploy/nginx:/etc/loop-nginx:ro",
+                                           "/volume1/@loopctl/state/nginx:/etc/loop-live:ro"]
+    assert release.stack["networks"] == {"default": {"name": "loop_default", "external": True}}
+    assert release.fields == {
+        "COMMIT": COMMIT, "SHORT": "0123456789ab", "PROJECT": "loop", "API_SERVICE": "loop-api",
+        "API_REPO": "loop-api", "CONTAINER_PORT": "8081", "PROXY_BIND": "127.0.0.1", "PROXY_PORT": "8082",
+        "PROXY_IMAGE": "nginx:1.27-alpine", "HEALTH_PATH": "/health", "AUX_SERVICES": "loop-auth",
+        "BUILD_SERVICES": "loop-auth", "OAUTH_DIR": f"{APP}/api/oauth", "NETWORKS": "loop_default", "VOLUMES": "",
+    }
+    assert release.notes == []
+
+
+def test_v1_and_v2_give_the_same_stack(s):
+    v1 = stackdef.build_release(prepared((DATA / "example-v1.yml").read_text(), 1), s, COMMIT)
+    v2 = stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2), s, COMMIT)
+    assert v1.fields == v2.fields
+    assert set(v1.stack["services"]) == set(v2.stack["services"])
+
+
+def test_a_missing_healthcheck_is_supplied_and_said(s):
+    model = yaml.safe_load((DATA / "example-v2.yml").read_text())
+    del model["services"]["loop-api"]["healthcheck"]
+    release = stackdef.build_release(prepared(yaml.safe_dump(model), 2), s, COMMIT)
+    check = release.stack["services"]["loop-api-blue"]["healthcheck"]
+    assert check["test"][0] == "CMD-SHELL" and "http://127.0.0.1:8081/health" in check["test"][1]
+    assert check["interval"] == "1s"
+    assert release.notes == ["loop-api defines no healthcheck: loopctl checks HTTP /health on port 8081 every second"]
+
+
+@pytest.mark.parametrize("major", [1, 2])
+def test_dollars_stay_literal_for_the_second_reading(s, major):
+    model = yaml.safe_load((DATA / f"example-v{major}.yml").read_text())
+    model["services"]["loop-api"]["environment"]["PW"] = "a$$b$$$$c"  # both write a literal $ as $$
+    release = stackdef.build_release(prepared(yaml.safe_dump(model), major), s, COMMIT)
+    assert release.stack["services"]["loop-api-blue"]["environment"]["PW"] == "a$$b$$$$c"
+
+
+def test_stack_json_and_release_env_are_what_the_scripts_read(s):
+    release = stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2), s, COMMIT)
+    assert yaml.safe_load(release.stack_json()) == release.stack
+    lines = release.release_env().splitlines()
+    assert lines[0].startswith("#") and f"COMMIT={COMMIT}" in lines and "AUX_SERVICES=loop-auth" in lines
+
+
+def edited(change) -> str:
+    model = yaml.safe_load((DATA / "example-v2.yml").read_text())
+    change(model["services"])
+    return yaml.safe_dump(model)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda sv: sv.pop("loop-api"), "API_SERVICE 'loop-api' is not a service in docker-compose.yml (it has: loop-auth)"),
+    (lambda sv: sv.pop("loop-auth"), "AUTH_SERVICE 'loop-auth' is not a service in docker-compose.yml (it has: loop-api)"),
+    (lambda sv: sv["loop-api"].update(network_mode="host"),
+     "service loop-api uses network_mode: host: blue-green needs it on a Compose network, where the proxy "
+     "reaches each color by name"),
+    (lambda sv: sv["loop-auth"]["ports"].append({"host_ip": "127.0.0.1", "target": 9, "published": "8082"}),
+     "services loop-api and loop-auth both publish port 8082"),
+    (lambda sv: sv["loop-api"].pop("ports"),
+     "service loop-api publishes no port: the proxy takes the port the api publishes"),
+    (lambda sv: sv["loop-api"]["volumes"].append({"type": "bind", "source": "/volume1", "target": "/nas"}),
+     "service loop-api mounts /volume1, which holds the loopctl home /volume1/@loopctl: refused (a container "
+     "must not reach what root runs)"),
+    (lambda sv: sv["loop-auth"]["volumes"].append({"type": "bind", "source": "/var/run/docker.sock",
+                                                   "target": "/s"}),
+     "service loop-auth mounts /var/run/docker.sock: refused (root on the NAS from the container)"),
+    (lambda sv: sv["loop-auth"]["build"].update(context="/srv/elsewhere"),
+     "service loop-auth builds from /srv/elsewhere, outside the checkout /volume1/LOOP_CORE/vault/LOOP: loopctl "
+     "builds from the deployed commit's files only"),
+])
+def test_bad_compose_input_is_one_line(s, change, message):
+    with pytest.raises(ConfigError) as error:
+        stackdef.build_release(prepared(edited(change), 2), s, COMMIT)
+    assert str(error.value) == message
+
+
+def test_host_settings_from_variables_are_refused(s):
+    raw = (DATA / "example-raw.yml").read_text().replace("./api/oauth:/app/api/oauth:rw", "${OAUTH}:/app/api/oauth:rw")
+    with pytest.raises(ConfigError) as error:
+        stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2, raw), s, COMMIT)
+    assert str(error.value).startswith("docker-compose.yml: service loop-api: `volumes` takes a value from a variable")
+    # Build arguments are the image's business, not the host's.
+    assert "${LOOP_BASE_IMAGE" in (DATA / "example-raw.yml").read_text()
+
+
+def test_invalid_yaml_and_prepare_output(s):
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        stackdef.build_release(prepared("services: [", 2), s, COMMIT)
+    with pytest.raises(ConfigError, match="defines no services"):
+        stackdef.build_release(prepared("{}", 2), s, COMMIT)
+    with pytest.raises(ConfigError, match="printed no resolved compose model"):
+        stackdef.parse_prepared("compose: 2\n")
+    text = f"compose: 1\nraw: {base64.b64encode(b'a').decode()}\nresolved: {base64.b64encode(b'b').decode()}\n"
+    assert stackdef.parse_prepared(text) == stackdef.Prepared(1, "a", "b")
+
+
+def test_port_and_mount_syntaxes():
+    assert stackdef.parse_port("127.0.0.1:8082:8081/tcp") == stackdef.Port("127.0.0.1", "8082", 8081)
+    assert stackdef.parse_port("8082:8081") == stackdef.Port("", "8082", 8081)
+    assert stackdef.parse_port("8081") is None
+    assert stackdef.parse_port({"target": 8081, "published": "8082", "host_ip": "127.0.0.1"}) == \
+        stackdef.Port("127.0.0.1", "8082", 8081)
+    assert stackdef.parse_mount("/a:/b:ro") == stackdef.Mount("bind", "/a", "/b", True)
+    assert stackdef.parse_mount("data:/b") == stackdef.Mount("volume", "data", "/b", False)
+    assert stackdef.project_name("/volume1/LOOP_CORE/vault/LOOP") == "loop"
