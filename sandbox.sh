@@ -22,9 +22,9 @@ run() {
 run setup
 run rebuild
 # A visible change to deploy next, so that rollback has a previous release to go back to.
-sed -i "s/^SANDBOX_RELEASE = .*/SANDBOX_RELEASE = \"$(date -u +%H:%M:%S)\"/" "$workstation/app/main.py"
-grep -q '^SANDBOX_RELEASE = ' "$workstation/app/main.py" ||
-  printf '\nSANDBOX_RELEASE = "%s"\n' "$(date -u +%H:%M:%S)" >>"$workstation/app/main.py"
+sed -i "s/^SANDBOX_RELEASE = .*/SANDBOX_RELEASE = \"$(date -u +%H:%M:%S)\"/" "$workstation/api/main.py"
+grep -q '^SANDBOX_RELEASE = ' "$workstation/api/main.py" ||
+  printf '\nSANDBOX_RELEASE = "%s"\n' "$(date -u +%H:%M:%S)" >>"$workstation/api/main.py"
 git -C "$workstation" commit -qam "sandbox: a change to deploy"
 run rebuild
 run status

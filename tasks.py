@@ -15,14 +15,9 @@ from invoke import task
 @task
 def config(c):
     """Show the effective settings and where each came from; secrets redacted."""
-    from loopctl import settings
-    from loopctl.cli import fail
-    from loopctl.errors import LoopError
+    from loopctl.cli import load_settings
 
-    try:
-        rows = settings.load().redacted()
-    except LoopError as error:
-        raise fail("config", error) from None
+    rows = load_settings("config").redacted()
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:
         print(f"{name:<{width}}  {value}  [{source}]")

@@ -2,7 +2,7 @@
 
 Run as root with the sandbox up (./sandbox.sh, or rig/up.sh after one `inv rebuild`):
 
-    .venv/bin/python bench/bench.py [--runs 10] [--deploys 3]
+    .venv/bin/python bench/bench.py [--runs 10] [--deploys 3] [--takeovers 3]
 
 The old way is one SSH session per command with sudo in front of docker. Its baselines here
 use key login and feed the sudo password through ssh's stdin, never a command line, so they measure the same work without the leak: `ssh nas sudo docker ps`
@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.rig.support import (NAS_ENV, NASBOT_ENV, RIG_STATE, Load, commit_change, inv,  # noqa: E402
-                               serving, sudo_password)
+from tests.rig.support import (NAS_ENV, NASBOT_ENV, RIG_STATE, Load, app_compose_up, commit_change,  # noqa: E402
+                               inv, reset_nas, serving, sh, sudo_password)
 
 SYNOLOGY_DOCKER = "/var/packages/ContainerManager/target/usr/bin/docker"
 
@@ -65,11 +65,47 @@ def deploy_under_load(*verb: str) -> tuple[float, str, Load]:
     return wall, summary, load
 
 
+def takeover() -> tuple[float, float, int, int]:
+    """From an empty NAS running the app's own `compose up`: the first `inv rebuild` under load.
+    Returns (seconds the port took to move, seconds requests failed, failed, total)."""
+    reset_nas()
+    for verb in ("setup", "local-sync"):
+        if inv(verb).returncode != 0:
+            raise SystemExit(f"inv {verb} failed before the takeover")
+    app_compose_up()
+    deadline = time.time() + 60
+    while sh("docker inspect -f '{{.State.Health.Status}}' loop-api", check=False).stdout.strip() != "healthy":
+        if time.time() > deadline:
+            raise SystemExit("the app's own compose did not come up")
+        time.sleep(0.2)
+    with Load(rate=60) as load:
+        result = inv("rebuild", "--no-sync")
+    moved = re.search(r"port \d+ moved from \S+ to \S+ in ([\d.]+)s", result.stdout)
+    if result.returncode != 0 or not moved:
+        raise SystemExit(f"the takeover failed:\n{result.stdout}{result.stderr}")
+    failed = [stamp for stamp, _ in load.failures]
+    return float(moved.group(1)), (max(failed) - min(failed) if failed else 0.0), len(failed), load.total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--deploys", type=int, default=3)
+    parser.add_argument("--takeovers", type=int, default=3, help="takeovers of a running app compose (0: skip)")
     args = parser.parse_args()
+    rows: list[tuple[str, str, str]] = []
+    if args.takeovers:
+        runs = [takeover() for _ in range(args.takeovers)]
+        rows += [
+            ("takeover: port moved from the app's container to the proxy (median)",
+             f"{median([r[0] for r in runs]):.1f} s", "stop the app's api, start the proxy; goal under 2 s"),
+            ("  requests refused meanwhile, first to last (median)", f"{median([r[1] for r in runs]):.2f} s",
+             f"{sum(r[2] for r in runs)} of {sum(r[3] for r in runs)} failed at 60 req/s"),
+        ]
+        # A release of loopctl's own before it, so the rollbacks below switch between colors.
+        commit_change(f"bench-base-{time.time()}")
+        if inv("rebuild").returncode != 0:
+            raise SystemExit("the rebuild after the takeovers failed")
     serving()  # the sandbox must be up and deployed
 
     def ssh(user: str, *remote: str) -> list[str]:
@@ -79,7 +115,6 @@ def main() -> None:
     old_password = ssh("nas", "sudo", "--stdin", "--prompt=", SYNOLOGY_DOCKER, "ps")
     old_nopass = ssh("nasbot", "sudo", "--non-interactive", SYNOLOGY_DOCKER, "ps")
     password = sudo_password() + "\n"
-    rows: list[tuple[str, str, str]] = []
     for label, env_file, old in (("sudo by password", NAS_ENV, lambda: timed(old_password, stdin=password)),
                                  ("passwordless sudo", NASBOT_ENV, lambda: timed(old_nopass))):
         ours = median([timed(verb=("status",), env_file=env_file) for _ in range(args.runs)])

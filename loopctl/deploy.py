@@ -18,7 +18,7 @@ from typing import Iterator
 
 from . import commands, contract, install, stackdef
 from .audit import performer
-from .errors import ConfigError, Refused, RemoteFailed
+from .errors import ConfigError, Locked, Refused, RemoteFailed
 from .facts import CHECKOUT_COMMIT, STATUS, gather, read, releases as releases_fact
 from .session import Session
 from .stack import table
@@ -35,7 +35,7 @@ def preflight(s: Session, allow_drift: bool) -> None:
             raise Refused(message + "; or pass --allow-drift to deploy with the NAS copies anyway")
         s.warn(message)
     if state.lock:
-        raise Refused(f"a deploy is already running: {state.lock}")
+        raise Locked(state.lock)
     if state.home_problems:
         raise Refused(f"the loopctl home is not safe for root: {state.home_problems[0]} (run `inv setup`)")
     if state.tool_problems:
@@ -58,7 +58,9 @@ def run_script(s: Session, name: str, flags: list[str]) -> dict[str, str]:
     if result is None:
         return {}
     reason = script_error(result.stdout + result.stderr) or result.tail(1)
-    if result.exited in (contract.EXIT_LOCKED, contract.EXIT_NOTHING_TO_ROLL_BACK, contract.EXIT_REFUSED):
+    if result.exited == contract.EXIT_LOCKED:
+        raise Locked(reason)
+    if result.exited in (contract.EXIT_NOTHING_TO_ROLL_BACK, contract.EXIT_REFUSED):
         raise Refused(reason)
     if result.exited == contract.EXIT_USAGE:
         raise ConfigError(f"{name}: {reason}")
@@ -110,7 +112,7 @@ def prepare_release(s: Session, commit: str) -> stackdef.Release | None:
     if result.exited != 0:
         reason = script_error(result.stderr) or result.tail(1)
         if result.exited == contract.EXIT_LOCKED:
-            raise Refused(reason)
+            raise Locked(reason)
         if result.exited == contract.EXIT_USAGE:
             raise ConfigError(reason)
         raise RemoteFailed(f"prepare.sh failed (exit {result.exited}): {reason}")
@@ -128,9 +130,12 @@ def uploaded(s: Session, release: stackdef.Release | None) -> Iterator[str]:
     made = s.nas.change(commands.make_upload_dir("release"), sudo=False)
     folder = made.stdout.strip() if made else "/tmp/loopctl-release.XXXXXX"
     try:
-        if release is not None:
-            s.nas.put_bytes(release.stack_json().encode(), f"{folder}/{contract.RELEASE_STACK_FILE}")
-            s.nas.put_bytes(release.release_env().encode(), f"{folder}/{contract.RELEASE_ENV_FILE}")
+        for name in (contract.RELEASE_STACK_FILE, contract.RELEASE_ENV_FILE):
+            if release is None:  # --dry: prepare.sh did not run, so there is nothing to write yet
+                s.nas.show(["sftp-put", f"<{name} from the resolved compose file>", f"{folder}/{name}"], sudo=False)
+            else:
+                content = release.stack_json() if name == contract.RELEASE_STACK_FILE else release.release_env()
+                s.nas.put_bytes(content.encode(), f"{folder}/{name}")
         yield folder
     finally:
         s.nas.change(commands.remove_upload_dir(folder), sudo=False)

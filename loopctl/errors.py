@@ -42,3 +42,11 @@ class Refused(LoopError):
     """A safety check said no: dirty tree, drifted scripts, deploy lock held, no confirmation."""
 
     code = 7
+
+
+class Locked(Refused):
+    """Another deploy, rollback or rebuild-all holds the lock: one wording, whichever side
+    (the preflight or a NAS script's own `flock`) noticed it first."""
+
+    def __init__(self, holder: str):
+        super().__init__(f"a deploy is already running: {holder.removeprefix('refused: ')}")

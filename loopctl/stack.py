@@ -14,7 +14,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from . import commands, contract, install
-from .errors import ConfigError, Refused, RemoteFailed
+from .errors import ConfigError, Locked, Refused, RemoteFailed
 from .facts import CHECKOUT_COMMIT, CHECKOUT_CONFIG, LOCK, STATUS, Container, NasState, gather, read
 from .runner import Nas
 from .session import Session
@@ -43,7 +43,7 @@ def refuse_during_deploy(nas: Nas) -> None:
     """Changes to the stack wait for a running deploy, rollback or rebuild-all."""
     holder = read(nas, LOCK)
     if holder:
-        raise Refused(f"a deploy is already running: {holder}")
+        raise Locked(holder)
 
 
 def live_container(s: Session, state: NasState | None = None) -> str:
@@ -75,8 +75,8 @@ def problems(state: NasState, s: Session) -> list[str]:
             found.append(f"the live color's container is {live.state if live else 'missing'}: `inv rollback` or "
                          f"`inv rebuild` puts a release back")
     if state.journal and not state.lock:
-        found.append(f"a {state.journal.get('op', 'change')} was cut short at step {state.journal.get('step', '?')}: "
-                     f"the next `inv rebuild` or `inv rollback` repairs it first")
+        found.append(f"a {state.journal.get('op', 'change')} was cut short at step {state.journal.get('step', '?')} "
+                     f"(killed before it could undo itself): check the containers below")
     return found
 
 

@@ -51,18 +51,11 @@ build() {
 
 main() {
   parse_flags "$@"
-  local commit="" from="" flag
-  for flag in "${EXTRA_FLAGS[@]}"; do
-    case $flag in
-      commit=*) commit=${flag#commit=} ;;
-      release=*) from=${flag#release=} ;;
-      build-timeout=*) BUILD_TIMEOUT=${flag#build-timeout=} ;;
-      *) usage_error ;;
-    esac
-  done
-  [[ $commit =~ ^[0-9a-f]{40}$ && $from == /* && $BUILD_TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error
+  parse_release_flags
+  local commit=$COMMIT_ARG from=$RELEASE_FROM
   load_stack_env
-  local short=${commit:0:12} old_commit="" takeover="" t0 t_built t_healthy services
+  local short=${commit:0:12} old_commit="" old_label="" takeover="" t0 t_built t_healthy services
+  LEGACY_CONTAINER=""
   take_lock deploy "$short"
   trap finish_change EXIT
   install_release "$from" "$short"
@@ -82,9 +75,9 @@ main() {
   target=$(other_color "${live:-green}")
   [[ $live != app ]] || target=blue
   case $live in
-    "") old_commit=none ;;
-    app) old_commit="app ($LEGACY_CONTAINER)" ;;
-    *) old_commit=$(color_commit "$live") ;;
+    "") old_commit=none old_label=none ;;
+    app) old_commit=$LEGACY_CONTAINER old_label=app ;;
+    *) old_commit=$(color_commit "$live") old_label=$old_commit ;;
   esac
   step "deploy $short: live is ${live:-nothing} (${old_commit:-none}), building $target"
   journal op=deploy "commit=$short" "live=$live" "target=$target" step=build
@@ -123,7 +116,7 @@ main() {
   prune_releases || warn "pruning old releases failed"
   step "deployed $short on $target"
   printf 'summary: old=%s new=%s color=%s build=%s healthy=%s switch=%s verify=%s\n' \
-    "${old_commit%% *}" "$short" "$target" "$(elapsed "$t0" "$t_built")" "$(elapsed "$t_built" "$t_healthy")" \
+    "${old_label:-none}" "$short" "$target" "$(elapsed "$t0" "$t_built")" "$(elapsed "$t_built" "$t_healthy")" \
     "$(elapsed "$t_healthy" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")"
 }
 

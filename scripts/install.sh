@@ -51,6 +51,9 @@ mounts=$(rw_mounts_of_home)
 
 umask 022
 [[ -d $dest ]] || mkdir -m 0755 "$dest"
+# Checked before anything is created inside (install -d would follow a planted link), and after.
+why=$(unsafe_home)
+[[ -z $why ]] || die "refused: $why" "$EXIT_REFUSED"
 install -d -m 0755 "$dest/$STATE_DIR" "$dest/$STATE_DIR/nginx" "$dest/$RUNS_DIR"
 install -d -m 0700 "$dest/$LOCK_DIR" "$dest/$BACKUPS_DIR" "$dest/$RELEASES_DIR" "$dest/$BUILD_DIR"
 why=$(unsafe_home)

@@ -315,6 +315,23 @@ prune_releases() {
   docker image prune -f --filter dangling=true --filter "label=org.loopctl.project=$PROJECT" >/dev/null 2>&1 || true
 }
 
+# parse_release_flags: the script's own flags (EXTRA_FLAGS) when it deploys a release
+# (deploy, rebuild-all): --commit SHA --release DIR [--build-timeout S]; sets COMMIT_ARG and
+# RELEASE_FROM. Anything else is bad usage.
+parse_release_flags() {
+  local flag
+  COMMIT_ARG="" RELEASE_FROM=""
+  for flag in ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}; do
+    case $flag in
+      commit=*) COMMIT_ARG=${flag#commit=} ;;
+      release=*) RELEASE_FROM=${flag#release=} ;;
+      build-timeout=*) BUILD_TIMEOUT=${flag#build-timeout=} ;;
+      *) usage_error ;;
+    esac
+  done
+  [[ $COMMIT_ARG =~ ^[0-9a-f]{40}$ && $RELEASE_FROM == /* && $BUILD_TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error
+}
+
 # parse_flags ARGS...: the flags every change script takes; sets EXTRA_FLAGS to the rest
 # (as NAME=VALUE words) for the script's own. --help prints the usage and exits 0.
 parse_flags() {

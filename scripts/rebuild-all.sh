@@ -37,6 +37,7 @@ backup_oauth() {
     return
   fi
   cp -a "$OAUTH_DIR/." "$dest/" || disk_full_or_die "copying $OAUTH_DIR to $dest failed: nothing deleted"
+  chmod 0700 "$dest" # cp -a gave it the mode of the OAuth folder
   (cd "$OAUTH_DIR" && find . -type f -exec sha256sum {} +) >"$dest.SHA256SUMS"
   (cd "$dest" && sha256sum --check --quiet "$dest.SHA256SUMS") ||
     die "backup in $dest does not match the originals: nothing deleted"
@@ -46,16 +47,9 @@ backup_oauth() {
 
 main() {
   parse_flags "$@"
-  local commit="" from="" flag color backup services
-  for flag in "${EXTRA_FLAGS[@]}"; do
-    case $flag in
-      commit=*) commit=${flag#commit=} ;;
-      release=*) from=${flag#release=} ;;
-      build-timeout=*) BUILD_TIMEOUT=${flag#build-timeout=} ;;
-      *) usage_error ;;
-    esac
-  done
-  [[ $commit =~ ^[0-9a-f]{40}$ && $from == /* && $BUILD_TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error
+  parse_release_flags
+  local commit=$COMMIT_ARG from=$RELEASE_FROM
+  local color backup services
   load_stack_env
   local short=${commit:0:12}
   take_lock rebuild-all "$short"

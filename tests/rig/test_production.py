@@ -219,3 +219,33 @@ def test_a_network_that_already_exists_never_blocks_a_deploy_or_a_rollback(rig, 
     assert inv("rollback").returncode == 0
     assert sh("docker network inspect -f '{{json .Labels}}' loop_default").stdout == labels
     assert serving()
+
+
+@pytest.mark.parametrize("squatter, message", [
+    ("--name loop-api-green", "container loop-api-green exists but is not this stack's"),
+    ("--name squatter -p 127.0.0.1:8082:9", "port 8082 is held by container squatter, not by loop-api"),
+])
+def test_anything_else_holding_a_name_or_the_port_is_refused_before_anything_changes(rig, squatter, message):
+    reset_nas()
+    sh(f"docker run -d {squatter} loop-rig-base:bookworm sleep 600 >/dev/null")
+    try:
+        assert inv("setup").returncode == 0
+        before = sh("docker ps -aq | sort").stdout
+        result = inv("rebuild", "--no-sync", env=FAST)
+        assert result.returncode == 7, result.stdout + result.stderr
+        assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert sh("docker ps -aq | sort").stdout == before
+        assert sh(f"cat {LOOPCTL_HOME}/state/releases.tsv", check=False).stdout == ""
+    finally:
+        sh("docker rm -f loop-api-green squatter >/dev/null 2>&1", check=False)
+
+
+def test_rebuild_all_on_a_nas_without_keys_yet_backs_up_nothing_and_says_so(deployed):
+    sh(f"mkdir -p /srv/loop-rig/kept && rm -rf /srv/loop-rig/kept/oauth && mv {OAUTH_DIR} /srv/loop-rig/kept/oauth "
+       f"&& mkdir {OAUTH_DIR}")
+    result = inv("rebuild-all", "--yes", "--no-sync", env=FAST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"no OAuth keys or database in {OAUTH_DIR} yet: nothing to back up" in \
+        sh(f"cat $(ls -d {LOOPCTL_HOME}/state/backups/oauth-* | tail -n 1)/EMPTY").stdout
+    assert "keys/signing.pem" in file_digests(OAUTH_DIR)
+    assert serving()

@@ -49,6 +49,8 @@ def test_no_container_of_the_stack_can_reach_the_loopctl_home(deployed):
                 f"loop-rig-base:bookworm sleep 600 >/dev/null", f"{d}/mounted/home"),
      "container loop-test-mounter mounts"),
     (lambda d: ("true", f"{APP_DIR}/.loopctl"), "is inside the app checkout"),
+    (lambda d: (f"install -d -m 755 {d}/home && ln -s /etc {d}/home/state", f"{d}/home"),
+     "home/state is a link, not root's, or writable by others"),
 ])
 def test_setup_refuses_a_home_that_is_not_roots_alone_and_writes_nothing(rig, scratch, make_home, reason):
     prepare, home = make_home(scratch)
@@ -57,8 +59,10 @@ def test_setup_refuses_a_home_that_is_not_roots_alone_and_writes_nothing(rig, sc
     result = inv("setup", env={"NAS_LOOPCTL_DIR": home})
     assert result.returncode == 7, result.stdout + result.stderr
     assert reason in result.stderr and result.stderr.count("\n") == 1, result.stderr
-    assert sh(f"test -e {home}", check=False).returncode != 0
+    if "is a link" not in reason:
+        assert sh(f"test -e {home}", check=False).returncode != 0
     assert sh(f"cat {APP_DIR}/.git/info/exclude", check=False).stdout == exclude_before
+    assert sh("stat -c %a /etc").stdout.strip() == "755"
 
 
 def test_the_ssh_user_cannot_replace_what_sudo_runs(deployed):

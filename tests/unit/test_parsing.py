@@ -98,3 +98,24 @@ def test_scrubbed_stream_hides_secrets_and_the_sudo_prompt_even_across_writes():
     out.write("cret\nlast")
     out.flush()
     assert sink.getvalue() == "line one <redacted>\nlast"
+
+
+def test_status_names_every_problem(tmp_path):
+    s = settings.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    session = type("S", (), {"settings": s})()
+    state = facts.NasState("green", "garbled", None, {"op": "deploy", "step": "switch"},
+                           ["/volume1 is writable by group or others (mode 775)"], ["flock is missing"],
+                           [facts.Container("loop-proxy", "exited", "-", "nginx", "", "proxy")])
+    assert stack.problems(state, session) == [
+        "the loopctl home is not safe: /volume1 is writable by group or others (mode 775)",
+        "the NAS lacks: flock is missing",
+        "the upstream file state/nginx/upstream.conf is garbled: nginx keeps the last one it loaded; the next "
+        "`inv rebuild` or `inv rollback` writes it again",
+        "the proxy loop-proxy is exited: nothing serves port traffic; `inv rebuild` or `inv rollback` brings it back",
+        "the live color's container is missing: `inv rollback` or `inv rebuild` puts a release back",
+        "a deploy was cut short at step switch (killed before it could undo itself): check the containers below",
+    ]
+    healthy = facts.NasState("blue", "ok", None, {}, [], [], [
+        facts.Container("loop-proxy", "running", "-", "nginx", "", "proxy"),
+        facts.Container("loop-api-blue", "running", "healthy", "loop-api:0123456789ab", "", "loop-api-blue")])
+    assert stack.problems(healthy, session) == []

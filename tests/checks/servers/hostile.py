@@ -153,8 +153,9 @@ def _serve(conn: socket.socket) -> None:
 
 
 @contextmanager
-def hostile_server() -> Iterator[str]:
-    """Serve every behaviour until the block ends; yields the base URL (add `/{name}`)."""
+def serving(handle) -> Iterator[str]:
+    """Accept on a loopback port, one thread per connection running `handle(conn)`, until the
+    block ends; yields the base URL."""
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -168,7 +169,7 @@ def hostile_server() -> Iterator[str]:
                 conn, _ = listener.accept()
             except OSError:
                 continue
-            threading.Thread(target=_serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -178,6 +179,13 @@ def hostile_server() -> Iterator[str]:
         stop.set()
         thread.join(2)
         listener.close()
+
+
+@contextmanager
+def hostile_server() -> Iterator[str]:
+    """Serve every behaviour until the block ends; yields the base URL (add `/{name}`)."""
+    with serving(_serve) as url:
+        yield url
 
 
 @contextmanager
@@ -195,25 +203,5 @@ def recording_proxy() -> Iterator[tuple[str, list[bytes]]]:
             except OSError:
                 pass
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", seen
-    finally:
-        stop.set()
-        thread.join(2)
-        listener.close()
+    with serving(serve) as url:
+        yield url, seen
