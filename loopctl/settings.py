@@ -40,11 +40,25 @@ def secret(raw: str) -> str:
     return raw
 
 
-def word(raw: str) -> str:
-    """A host or user name: no spaces, no leading dash (it would read as an option)."""
-    if not re.fullmatch(r"[A-Za-z0-9_.@%:\[\]][A-Za-z0-9_.@%:\[\]-]*", raw):
-        raise ValueError("expected a single word of letters, digits, '.', '_' or '-'")
-    return raw
+def matching(pattern: str, expected: str, doc: str) -> Callable[[str], str]:
+    """A parser for plain text that must match `pattern` whole (what is written into env files
+    and command lines on the NAS stays plain)."""
+    compiled = re.compile(pattern)
+
+    def parse(raw: str) -> str:
+        if not compiled.fullmatch(raw):
+            raise ValueError(f"expected {expected}")
+        return raw
+    parse.__doc__ = doc
+    return parse
+
+
+word = matching(r"[A-Za-z0-9_.@%:\[\]][A-Za-z0-9_.@%:\[\]-]*", "a single word of letters, digits, '.', '_' or '-'",
+                "A host or user name: no spaces, no leading dash (it would read as an option).")
+stack_value = matching(r"[A-Za-z0-9_./@:+-]*", "letters, digits and . _ / @ : + - only",
+                       "A value written into the NAS's stack.env, which both compose and bash read.")
+service_name = matching(r"[a-z0-9][a-z0-9_.-]*", "a Compose service name: lowercase letters, digits, '.', '_' or '-'",
+                        "A Compose service name (also the start of container and image names).")
 
 
 def host(raw: str) -> str:
@@ -120,24 +134,10 @@ def remote_path(raw: str) -> str:
     return raw.rstrip("/") or "/"
 
 
-def stack_value(raw: str) -> str:
-    """A value written into the NAS's stack.env, which both compose and bash read."""
-    if not re.fullmatch(r"[A-Za-z0-9_./@:+-]*", raw):
-        raise ValueError("expected letters, digits and . _ / @ : + - only")
-    return raw
-
-
 def relative_path(raw: str) -> str:
     """A file inside the app checkout, named relative to it."""
     if not re.fullmatch(r"[A-Za-z0-9_.@+-][A-Za-z0-9_./@+-]*", raw) or ".." in raw.split("/"):
         raise ValueError("expected a path relative to the checkout, without spaces, quotes or '..'")
-    return raw
-
-
-def service_name(raw: str) -> str:
-    """A Compose service name (also the start of container and image names)."""
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", raw):
-        raise ValueError("expected a Compose service name: lowercase letters, digits, '.', '_' or '-'")
     return raw
 
 

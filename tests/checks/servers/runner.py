@@ -49,25 +49,12 @@ def serve(build: Callable[[str], Any], *, certfile: str | None = None, keyfile: 
 @contextmanager
 def silent_server() -> Iterator[str]:
     """Accepts connections and reads requests but never answers: a hung app behind a proxy."""
-    sock = _bound_socket()
+    from .hostile import serving
+
     held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        sock.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with serving(held.append) as url:
+            yield url
     finally:
-        stop.set()
-        thread.join(2)
         for conn in held:
             conn.close()
-        sock.close()
