@@ -115,6 +115,8 @@ def prepare_release(s: Session, commit: str) -> stackdef.Release | None:
             raise Locked(reason)
         if result.exited == contract.EXIT_USAGE:
             raise ConfigError(reason)
+        if result.exited == contract.EXIT_REFUSED:
+            raise Refused(reason)
         raise RemoteFailed(f"prepare.sh failed (exit {result.exited}): {reason}")
     release = stackdef.build_release(stackdef.parse_prepared(result.stdout), s.settings, commit)
     for note in release.notes:

@@ -209,10 +209,10 @@ rw_mounts_of_home() {
   ids=$(docker ps -aq)
   [[ -n $ids ]] || return 0
   # shellcheck disable=SC2086  # one id per word
-  docker inspect --format '{{.Name}}{{range .Mounts}}{{"\t"}}{{.Source}}={{.RW}}{{end}}' $ids |
+  docker inspect --format '{{.Name}}{{range .Mounts}}{{"\t"}}{{.Source}}{{"\x1f"}}{{.RW}}{{end}}' $ids |
     awk -F'\t' -v home="$LOOPCTL_HOME" '
       { for (i = 2; i <= NF; i++) {
-          n = split($i, m, "="); src = m[1]; rw = m[n]
+          split($i, m, "\037"); src = m[1]; rw = m[2]
           if (rw != "true") continue
           if (src == home || index(home "/", src "/") == 1 || index(src, home "/") == 1 || src == "/")
             printf "%s mounts %s read-write\n", substr($1, 2), src

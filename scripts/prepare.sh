@@ -19,7 +19,8 @@ usage: prepare.sh --commit SHA
   --commit SHA   full commit id to export and resolve (required)
   --help         this text
 
-Exit: 0 printed; $EXIT_USAGE bad usage or an invalid compose file; $EXIT_LOCKED a change holds the lock; $EXIT_DISK_FULL disk full.
+Exit: 0 printed; $EXIT_USAGE bad usage or an invalid compose file; $EXIT_LOCKED a change holds the lock;
+$EXIT_REFUSED the checkout's .env is a link; $EXIT_DISK_FULL disk full.
 USAGE
 }
 
@@ -39,6 +40,9 @@ main() {
   export_commit "$commit"
   file=$BUILD/src/$APP_COMPOSE_FILE
   [[ -f $file && ! -L $file ]] || die "$APP_COMPOSE_FILE is not a file in commit ${commit:0:12} (APP_COMPOSE_FILE)" "$EXIT_USAGE"
+  # Compose reads the checkout's .env as root, and the app can write there: a link would let it
+  # choose which root-only file Compose reads.
+  [[ ! -L $APP_DIR/.env ]] || die "$APP_DIR/.env is a symbolic link: refused (it must be a plain file)" "$EXIT_REFUSED"
   errors=$(mktemp)
   if ! resolved=$(cd "$APP_DIR" && "${COMPOSE[@]}" --project-directory "$APP_DIR" -f "$file" config 2>"$errors"); then
     die "the app's compose file $APP_COMPOSE_FILE is invalid: $(without_compose_noise <"$errors" | grep -v '^ *$' | tail -n 1 | cut -c 1-300)" "$EXIT_USAGE"
