@@ -102,7 +102,7 @@ def local_sync(c):
 
 
 @task(help={
-    "no_sync": "skip local-sync: deploy what the NAS checkout already has",
+    "no_sync": "skip local-sync: deploy this checkout's HEAD, which the NAS checkout must already have",
     "allow_drift": "deploy even though the NAS scripts differ from this checkout's (warns)",
 })
 def rebuild(c, no_sync=False, allow_drift=False):

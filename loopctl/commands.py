@@ -133,7 +133,8 @@ def git(repo: str, *args: str) -> Argv:
 # hooks, fsmonitor, ssh commands, credential helpers and the ext transport forced off, after
 # its config passed `checkout_config` (see sync.py).
 NAS_GIT_SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.sshCommand=ssh",
-                  "-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "core.pager=cat")
+                  "-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "core.pager=cat",
+                  "-c", "maintenance.auto=false", "-c", "gc.auto=0")
 
 
 def nas_git(repo: str, *args: str) -> Argv:
@@ -174,7 +175,9 @@ def push(repo: str, remote: str, branch: str) -> Argv:
 
 
 def fetch(repo: str, remote: str, branch: str) -> Argv:
-    return nas_git(repo, "fetch", "--quiet", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
+    # --upload-pack: the program git runs for a local remote is never the config's.
+    return nas_git(repo, "fetch", "--quiet", "--upload-pack=git-upload-pack", remote,
+                   f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
 
 
 def fast_forward(repo: str, remote: str, branch: str) -> Argv:

@@ -19,10 +19,10 @@ from typing import Iterator
 from . import commands, contract, install, stackdef
 from .audit import performer
 from .errors import ConfigError, Locked, Refused, RemoteFailed
-from .facts import CHECKOUT_COMMIT, STATUS, gather, read, releases as releases_fact
+from .facts import STATUS, gather, releases as releases_fact
 from .session import Session
 from .stack import table
-from .sync import local_sync, refuse_unsafe_git_config
+from .sync import local_sync
 
 
 def preflight(s: Session, allow_drift: bool) -> None:
@@ -93,14 +93,14 @@ def show_summary(s: Session, summary: dict[str, str], started: float, sync_secon
 # --- the release definition ---------------------------------------------------------------------
 
 def commit_to_deploy(s: Session, sync: bool) -> str:
-    """The full commit id: what local-sync pushed (and the NAS fast-forwarded to), else the NAS
-    checkout's HEAD. The NAS builds exactly this commit, whatever its checkout holds meanwhile."""
+    """The full commit id, always from this workstation: what local-sync pushed, or with
+    --no-sync this checkout's HEAD (the NAS checkout must already have it). Never the NAS
+    checkout's HEAD: the app writes that .git. The NAS builds exactly this commit."""
     if sync:
         return local_sync(s).pushed_to
-    refuse_unsafe_git_config(s)
-    commit = read(s.nas, CHECKOUT_COMMIT)
+    commit = s.local.probe(commands.head(str(s.settings.local_repo)), ok=(0, 128)).stdout.strip()
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
-        raise Refused(f"{s.settings.nas_app_dir} is not a git checkout with a commit: run `inv local-sync`")
+        raise Refused(f"{s.settings.local_repo} is not a git checkout with a commit (LOCAL_REPO)")
     return commit
 
 

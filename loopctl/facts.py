@@ -139,7 +139,7 @@ SAFE_GIT_KEYS = re.compile(
     r"|autocrlf|safecrlf|eol|quotepath|sharedrepository|checkstat|trustctime)"
     r"|remote\.[^\x00\n]+\.(url|fetch|pushurl|tagopt|prune|mirror)"
     r"|branch\.[^\x00\n]+\.(remote|merge|rebase)"
-    r"|user\.(name|email)|pull\.(rebase|ff)|init\.defaultbranch|gc\.[a-z]+|extensions\.objectformat")
+    r"|user\.(name|email)|pull\.(rebase|ff)|init\.defaultbranch|extensions\.objectformat")
 
 
 def parse_git_config(out: Output, s: Settings) -> list[str]:

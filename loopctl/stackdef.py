@@ -30,10 +30,11 @@ import yaml
 from . import contract
 from .errors import ConfigError
 
-# Host-affecting service fields: their values must be written out in the committed file.
+# What decides the host's exposure and what is built: written out in the committed file, never
+# taken from a variable (the checkout's .env is the app's to rewrite).
 HOST_FIELDS = ("volumes", "devices", "privileged", "cap_add", "security_opt", "network_mode", "pid", "ipc",
-               "uts", "userns_mode", "cgroup_parent", "volumes_from", "env_file", "sysctls", "build")
-BUILD_HOST_FIELDS = ("context", "dockerfile", "secrets", "ssh", "additional_contexts")
+               "uts", "userns_mode", "cgroup_parent", "cgroup", "device_cgroup_rules", "runtime", "volumes_from",
+               "env_file", "sysctls", "ports", "image", "build")
 # Mount sources no service may have, whatever the app says.
 FORBIDDEN_SOURCES = ("/", "/var/run/docker.sock", "/run/docker.sock")
 SAFE_VALUE = re.compile(r"[A-Za-z0-9_./:@,+-]*")
@@ -159,13 +160,11 @@ def literal_host_fields(raw: dict[str, Any], compose_file: str) -> None:
 
     for name, service in (raw.get("services") or {}).items():
         service = dict(service or {})
-        if isinstance(service.get("build"), dict):
-            # Build arguments only shape the image; where it is built from and what it may read is the host's.
-            service["build"] = {k: v for k, v in service["build"].items() if k in BUILD_HOST_FIELDS}
         for key in HOST_FIELDS:
             if key in service and any("$" in text for text in strings(service[key])):
                 raise ConfigError(f"{compose_file}: service {name}: `{key}` takes a value from a variable; host "
-                                  f"settings must be written out in the file (the app can change the checkout's .env)")
+                                  f"settings and what is built must be written out in the file (the app can "
+                                  f"change the checkout's .env)")
     for section in ("volumes", "networks", "secrets", "configs"):
         for name, item in (raw.get(section) or {}).items():
             if any("$" in text for text in strings(item)):
@@ -301,7 +300,10 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         raise ConfigError(f"API_SERVICE {api_name!r} is not a service in {compose_file} (it has: {names})")
     if auth_name and auth_name not in services:
         raise ConfigError(f"AUTH_SERVICE {auth_name!r} is not a service in {compose_file} (it has: {names})")
-    project = str(model.get("name") or project_name(app_dir))
+    # A `name:` written in the committed file, else the checkout folder's (the resolved model's
+    # name may come from COMPOSE_PROJECT_NAME in the checkout's .env, which the app can write).
+    literal_name = raw.get("name") if isinstance(raw.get("name"), str) and "$" not in raw["name"] else None
+    project = literal_name or project_name(app_dir)
     notes: list[str] = []
 
     for name, service in services.items():
@@ -397,6 +399,10 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
             stack[section] = model[section]
     stack = escape_dollars(stack)
 
+    binds = sorted({m.source for service in stack_services.values() for m in map(parse_mount, service.get("volumes") or [])
+                    if m.kind == "bind"})
+    if any("," in source for source in binds):
+        raise ConfigError(f"a bind mount source has a comma in its path: {next(b for b in binds if ',' in b)}")
     oauth_dir = next((m.source for m in map(parse_mount, api.get("volumes") or [])
                       if m.kind == "bind" and m.target.rstrip("/") == settings.api_oauth_path.rstrip("/")), "")
     fields = {
@@ -406,6 +412,7 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         "AUX_SERVICES": ",".join(aux), "BUILD_SERVICES": ",".join(builds), "OAUTH_DIR": oauth_dir,
         "NETWORKS": ",".join(v["name"] for v in networks.values()),
         "VOLUMES": ",".join(v["name"] for v in volumes.values()),
+        "BIND_SOURCES": ",".join(binds),
     }
     for key, value in fields.items():
         if not SAFE_VALUE.fullmatch(value):

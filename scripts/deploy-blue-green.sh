@@ -65,6 +65,16 @@ main() {
   proxy_host
 
   live=$(live_color)
+  if [[ -z $live ]]; then
+    # Nothing says which color is live, yet one runs: that one is what served last. A deploy
+    # must never recreate a running color.
+    local running_colors
+    running_colors=$(for c in blue green; do is_running "$(container "$c")" && echo "$c"; done || true)
+    case $(wc -w <<<"$running_colors") in
+      1) live=$running_colors; warn "the upstream file is missing or garbled; $live runs, so it is taken as live" ;;
+      2) die "both colors run and nothing says which is live (upstream file missing or garbled): stop the one that should not serve" "$EXIT_REFUSED" ;;
+    esac
+  fi
   takeover=$(check_names_and_port)
   if [[ -n $takeover ]]; then
     LEGACY_CONTAINER=$(legacy_container)

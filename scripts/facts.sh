@@ -22,7 +22,8 @@ USAGE
 lock_fact() {
   [[ -e $LOCK ]] || return 0
   exec 9<"$LOCK"
-  flock -n 9 && return 0
+  # A shared lock: a look never refuses a change that starts at the same moment.
+  flock -n -s 9 && return 0
   cat "$LOCK_INFO" 2>/dev/null || echo "a change is running"
   exit "$EXIT_LOCKED"
 }

@@ -93,7 +93,7 @@ migrate() {
   fi
   if [[ -f $old/$AUDIT_FILE && ! -L $old/$AUDIT_FILE ]]; then
     while IFS= read -r line; do
-      if [[ ${#line} -le 4096 ]] && "$src/scripts/audit-append.sh" --check "$line"; then
+      if [[ ${#line} -le 4096 ]] && bash "$src/scripts/audit-append.sh" --check "$line"; then
         printf '%s\n' "$line" >>"$dest/$AUDIT_FILE.migrated"
         moved_audit=$((moved_audit + 1))
       fi

@@ -13,7 +13,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly RELEASE_FIELDS=(COMMIT SHORT PROJECT API_SERVICE API_REPO CONTAINER_PORT PROXY_BIND PROXY_PORT PROXY_IMAGE
-  HEALTH_PATH AUX_SERVICES BUILD_SERVICES OAUTH_DIR NETWORKS VOLUMES)
+  HEALTH_PATH AUX_SERVICES BUILD_SERVICES OAUTH_DIR NETWORKS VOLUMES BIND_SOURCES)
 
 release_dir() { printf '%s/%s/%s' "$LOOPCTL_HOME" "$RELEASES_DIR" "$1"; }
 
@@ -55,6 +55,7 @@ compose_release() {
   local dir
   dir=$(release_dir "$1")
   shift
+  [[ ${1:-} != up ]] || check_bind_sources
   (cd "$dir" && ${COMPOSE_PREFIX[@]+"${COMPOSE_PREFIX[@]}"} "${COMPOSE[@]}" -p "$PROJECT" --project-directory "$dir" \
     -f "$dir/$RELEASE_STACK_FILE" "$@" 2> >(without_compose_noise >&2))
 }
@@ -117,15 +118,28 @@ container() { printf '%s-%s' "$API_SERVICE" "$1"; }
 other_color() { if [[ $1 == blue ]]; then echo green; else echo blue; fi; }
 
 # The live color from the upstream file nginx reads ("app" while the app's own container,
-# not loopctl's stack, holds the port; "" before any deploy).
+# not loopctl's stack, holds the port; "" before any deploy). If that file is lost or garbled,
+# nginx still serves the last one it loaded: the proxy says which color that is.
 live_color() {
+  local color=""
   if [[ -e $APP_LIVE ]]; then
     echo app
     return
   fi
-  [[ -r $UPSTREAM ]] || return 0
-  # shellcheck disable=SC2016  # nginx variables, not shell ones
-  sed -nE 's/^map \$host \$loop_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1
+  if [[ -r $UPSTREAM ]]; then
+    # shellcheck disable=SC2016  # nginx variables, not shell ones
+    color=$(sed -nE 's/^map \$host \$loop_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1)
+  fi
+  if [[ -z $color && -n ${PROXY_PORT:-} ]] && is_running "$PROXY_CONTAINER"; then
+    color=$(curl -s -m 2 -o /dev/null -D - "http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH" 2>/dev/null |
+      awk 'tolower($1) == "x-loop-color:" { gsub(/\r/, "", $2); print $2 }' | grep -xE 'blue|green' || true)
+  fi
+  echo "$color"
+}
+
+# release_port SHORT: the container port that release's api listens on ("" if unknown).
+release_port() {
+  sed -n 's/^CONTAINER_PORT=\([0-9][0-9]*\)$/\1/p' "$(release_dir "$1")/$RELEASE_ENV_FILE" 2>/dev/null || true
 }
 
 # The commit a color's container runs, from its image tag ("" when there is no container).
@@ -137,6 +151,18 @@ color_commit() {
 
 exists() { docker inspect -f '{{.Id}}' "$1" >/dev/null 2>&1; }
 is_running() { [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
+
+# check_bind_sources [PATH...]: Docker follows links in a bind mount's source when it starts a
+# container, and the app can turn a folder of the checkout into a link to /. Before every start,
+# each source (the release's BIND_SOURCES, or those given) must be its own canonical path.
+check_bind_sources() {
+  local source sources=("$@")
+  ((${#sources[@]})) || IFS=, read -ra sources <<<"${BIND_SOURCES:-}"
+  for source in ${sources[@]+"${sources[@]}"}; do
+    [[ $(realpath -m -- "$source") == "$source" ]] ||
+      die "the mount source $source goes through a symbolic link (to $(realpath -m -- "$source")): refused" "$EXIT_REFUSED"
+  done
+}
 
 # ensure_shared_objects: the networks and volumes the app's compose shares with this stack
 # are declared external in it, so whichever Compose (or a hand) made them, with whatever
@@ -188,11 +214,13 @@ show_failure() {
 
 # --- nginx: the switch ---------------------------------------------------------------------
 
+# write_upstream COLOR COMMIT [PORT]: PORT is that release's container port (default: the
+# loaded release's).
 write_upstream() {
   cat <<EOF
 # Live color, written by loopctl at $(utc_now): $1 (commit $2).
 # Do not edit: every deploy and rollback replaces this file.
-map \$host \$loop_upstream { default $(container "$1"):$CONTAINER_PORT; }
+map \$host \$loop_upstream { default $(container "$1"):${3:-$CONTAINER_PORT}; }
 map \$host \$loop_color { default $1; }
 EOF
 }
@@ -202,7 +230,7 @@ EOF
 write_candidate() {
   local candidate=$UPSTREAM.next
   mkdir -p "$(dirname "$UPSTREAM")"
-  write_upstream "$1" "$2" >"$candidate"
+  write_upstream "$@" >"$candidate"
   chmod 644 "$candidate"
   echo "$candidate"
 }
@@ -233,11 +261,11 @@ wait_port_answers() {
   return 1
 }
 
-# switch_to COLOR COMMIT: write to a temp file, test it, rename into place, reload. With no
-# proxy running, it is started on the new upstream.
+# switch_to COLOR COMMIT [PORT]: write to a temp file, test it, rename into place, reload. With
+# no proxy running, it is started on the new upstream.
 switch_to() {
   local candidate
-  candidate=$(write_candidate "$1" "$2")
+  candidate=$(write_candidate "$@")
   if is_running "$PROXY_CONTAINER"; then
     if ! nginx_test_candidate "$candidate"; then
       rm -f "$candidate"
@@ -379,6 +407,9 @@ give_port_to_proxy() {
 # give_port_to_app: the takeover undone (or rolled back): the proxy stops, the app's own
 # container gets its port back.
 give_port_to_app() {
+  local -a sources
+  mapfile -t sources < <(docker inspect -f '{{range .Mounts}}{{if eq .Type "bind"}}{{.Source}}{{"\n"}}{{end}}{{end}}' "$LEGACY_CONTAINER" | grep .)
+  check_bind_sources ${sources[@]+"${sources[@]}"}
   docker stop -t 5 "$PROXY_CONTAINER" >/dev/null 2>&1 || true
   docker start "$LEGACY_CONTAINER" >/dev/null
 }
@@ -389,6 +420,12 @@ give_port_to_app() {
 finish_change() {
   local status=$?
   trap - EXIT
+  if ((committed && status != 0)); then
+    # The new release serves: bookkeeping that failed afterwards (a full disk) is said, not
+    # reported as a failed change someone would roll back.
+    warn "the change is done and serving, but a step after it failed (exit $status): check 'inv status'"
+    status=0
+  fi
   if ((!committed)); then
     ((status != 0)) || status=$EXIT_FAILED
     if ((switched)); then
@@ -398,9 +435,11 @@ finish_change() {
       elif [[ $live == app ]]; then
         warn "giving port $PROXY_PORT back to $LEGACY_CONTAINER"
         give_port_to_app || warn "could not start $LEGACY_CONTAINER again: check 'inv status'"
+        printf '%s\n' "$LEGACY_CONTAINER" >"$APP_LIVE"
       elif [[ -n $live ]]; then
         warn "switching back to $live"
-        switch_to "$live" "$(color_commit "$live")" || warn "could not switch back to $live: check 'inv status'"
+        switch_to "$live" "$(color_commit "$live")" "$(release_port "$(color_commit "$live")")" ||
+          warn "could not switch back to $live: check 'inv status'"
       fi
     fi
     if [[ -n $brought_up && $target != app ]]; then
@@ -474,9 +513,10 @@ takeover_and_verify() {
   step "taking port $PROXY_PORT over from $LEGACY_CONTAINER (the app's own container, kept for rollback)"
   candidate=$(write_candidate "$target" "$1")
   nginx_test_offline "$candidate" || { rm -f "$candidate"; die "nginx -t failed: no switch"; }
+  # From here on an undo gives the port back (and says the app's container serves).
+  switched=1
   mv -f "$candidate" "$UPSTREAM"
   compose_release "$SHORT" up --no-start --no-deps proxy
-  switched=1
   journal_set step switch
   give_port_to_proxy
   # shellcheck disable=SC2034  # read by the calling script's summary

@@ -17,7 +17,11 @@ umask 022
 
 # The home is where this file is installed. install.sh, which runs from the upload folder
 # before anything is installed, names the home it installs into instead.
-LOOPCTL_HOME=${LOOPCTL_INSTALL_HOME:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)}
+if [[ ${BASH_SOURCE[-1]##*/} == install.sh && -n ${LOOPCTL_INSTALL_HOME:-} ]]; then
+  LOOPCTL_HOME=$LOOPCTL_INSTALL_HOME
+else
+  LOOPCTL_HOME=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+fi
 readonly LOOPCTL_HOME
 # shellcheck source=contract.env
 . "$(dirname "${BASH_SOURCE[0]}")/contract.env"
@@ -132,7 +136,8 @@ docker() { "$DOCKER" "$@"; }
 take_lock() {
   install -d -m 0700 "$LOOPCTL_HOME/$LOCK_DIR"
   exec 9>>"$LOCK"
-  if ! flock -n 9; then
+  # Up to two seconds: `facts.sh lock` holds it for an instant when it looks.
+  if ! flock -w 2 9; then
     die "refused: $(cat "$LOCK_INFO" 2>/dev/null || echo 'another deploy is running')" "$EXIT_LOCKED"
   fi
   printf '%s by %s since %s (commit %s, pid %s)\n' "$1" "$(printable "${PERFORMER:-unknown}")" \
@@ -146,8 +151,8 @@ release_lock() {
 }
 
 # --- the journal: the step of a change in progress, on disk ------------------------------
-# An EXIT trap does not run on SIGKILL, OOM or power loss; the next changing script reads
-# what the journal says was under way and repairs it (lib-deploy.sh: recover).
+# An EXIT trap does not run on SIGKILL, OOM or power loss: the journal is what is left on disk
+# of the step that was under way (`inv status` shows it).
 
 # journal KEY=VALUE...: replace the journal with these fields (one per line), atomically.
 journal() {
@@ -198,8 +203,14 @@ unsafe_home() {
   local why found
   why=$(unsafe_path "$LOOPCTL_HOME")
   [[ -z $why ]] || { echo "$why"; return; }
-  found=$(find "$LOOPCTL_HOME" \( -type l -o ! -user 0 -o -perm /022 \) -print -quit 2>/dev/null)
-  [[ -z $found ]] || echo "$found is a link, not root's, or writable by others"
+  # The export and the mirror hold the app's files, links included: only their folders are
+  # checked (root's, mode 700: nothing in them runs as root).
+  found=$(find "$LOOPCTL_HOME" \( -path "$BUILD" -o -path "$MIRROR" \) -prune -o \
+    \( -type l -o ! -user 0 -o -perm /022 \) -print -quit 2>/dev/null)
+  [[ -z $found ]] || { echo "$found is a link, not root's, or writable by others"; return; }
+  for found in "$BUILD" "$MIRROR"; do
+    [[ ! -e $found || ($(stat -c '%u %a' "$found") == "0 700" && ! -L $found) ]] || echo "$found is not root's alone (mode 700)"
+  done
 }
 
 # Containers that mount the home, a directory above it or one inside it read-write can

@@ -44,7 +44,8 @@ main() {
   # choose which root-only file Compose reads.
   [[ ! -L $APP_DIR/.env ]] || die "$APP_DIR/.env is a symbolic link: refused (it must be a plain file)" "$EXIT_REFUSED"
   errors=$(mktemp)
-  if ! resolved=$(cd "$APP_DIR" && "${COMPOSE[@]}" --project-directory "$APP_DIR" -f "$file" config 2>"$errors"); then
+  # Bounded: a .env the app turned into a FIFO must not hold the lock forever.
+  if ! resolved=$(cd "$APP_DIR" && timeout 60 "${COMPOSE[@]}" --project-directory "$APP_DIR" -f "$file" config 2>"$errors"); then
     die "the app's compose file $APP_COMPOSE_FILE is invalid: $(without_compose_noise <"$errors" | grep -v '^ *$' | tail -n 1 | cut -c 1-300)" "$EXIT_USAGE"
   fi
   rm -f "$errors"

@@ -25,7 +25,9 @@ USAGE
 }
 
 # Copy the OAuth folder (keys/, oauth.db) to a new backup folder, check the copy, print the
-# folder. An empty or missing OAuth folder (no keys yet) backs up nothing and says so.
+# folder. An empty or missing OAuth folder (no keys yet) backs up nothing and says so. The app
+# can write that folder and swap it for a link at any time: everything here happens inside it
+# (cd -P, then relative paths), so nothing outside it is ever copied or deleted.
 backup_oauth() {
   local dest
   dest=$LOOPCTL_HOME/$BACKUPS_DIR/oauth-$(date -u +%Y%m%dT%H%M%SZ)
@@ -36,13 +38,23 @@ backup_oauth() {
     echo "$dest"
     return
   fi
-  cp -a "$OAUTH_DIR/." "$dest/" || disk_full_or_die "copying $OAUTH_DIR to $dest failed: nothing deleted"
+  in_oauth_dir cp -a . "$dest/" || disk_full_or_die "copying $OAUTH_DIR to $dest failed: nothing deleted"
   chmod 0700 "$dest" # cp -a gave it the mode of the OAuth folder
-  (cd "$OAUTH_DIR" && find . -type f -exec sha256sum {} +) >"$dest.SHA256SUMS"
+  in_oauth_dir find . -type f -exec sha256sum {} + >"$dest.SHA256SUMS"
   (cd "$dest" && sha256sum --check --quiet "$dest.SHA256SUMS") ||
     die "backup in $dest does not match the originals: nothing deleted"
   mv "$dest.SHA256SUMS" "$dest/SHA256SUMS"
   echo "$dest"
+}
+
+# in_oauth_dir COMMAND...: run it inside the OAuth folder itself, refusing a link in its place.
+in_oauth_dir() {
+  (
+    if ! cd -P -- "$OAUTH_DIR" || [[ $(pwd -P) != "$OAUTH_DIR" ]]; then
+      die "$OAUTH_DIR is not a plain folder (a link?): nothing copied or deleted" "$EXIT_REFUSED"
+    fi
+    "$@"
+  )
 }
 
 main() {
@@ -61,7 +73,9 @@ main() {
   color=$(live_color)
   [[ $color != app ]] || die "the app's own container serves: run 'inv rebuild' first (it takes the port over), then rebuild-all" "$EXIT_REFUSED"
   color=${color:-blue}
-  [[ -z $(check_names_and_port) ]] || die "the app's own container holds port $PROXY_PORT: run 'inv rebuild' first" "$EXIT_REFUSED"
+  local holder
+  holder=$(check_names_and_port)
+  [[ -z $holder ]] || die "the app's own container holds port $PROXY_PORT: run 'inv rebuild' first" "$EXIT_REFUSED"
 
   step "rebuild-all $short: building $API_REPO:$short and ${BUILD_SERVICES:-nothing else}"
   journal op=rebuild-all "commit=$short" "target=$color" step=build
@@ -74,7 +88,7 @@ main() {
   backup=$(backup_oauth)
   step "backed up the OAuth folder $OAUTH_DIR to $backup"
   journal_set step replace
-  find "$OAUTH_DIR" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+  in_oauth_dir find . -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 
   step "recreating ${AUX_SERVICES:+${AUX_SERVICES//,/, }, }$(container "$color") and the proxy (new OAuth keys)"
   mv -f "$(write_candidate "$color" "$short")" "$UPSTREAM"

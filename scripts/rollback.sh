@@ -49,8 +49,8 @@ previous_release() {
   for commit in $(tac "$RELEASES" 2>/dev/null | cut -f3); do
     [[ $commit != "$1" ]] || continue
     if [[ $commit == app ]]; then
-      [[ -n $(legacy_container) ]] && echo app
-      return
+      [[ -z $(legacy_container) ]] || echo app
+      return 0
     fi
     if [[ -f $(release_dir "$commit")/$RELEASE_ENV_FILE ]] && docker image inspect "$API_REPO:$commit" >/dev/null 2>&1; then
       echo "$commit"
@@ -95,7 +95,7 @@ verify_app() {
 main() {
   parse_flags "$@"
   local to="" flag tag kept t_healthy
-  for flag in "${EXTRA_FLAGS[@]}"; do
+  for flag in ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}; do
     case $flag in
       to=*) to=${flag#to=} ;;
       *) usage_error ;;
@@ -136,6 +136,7 @@ main() {
   if [[ $kept == "$tag" ]]; then
     if ! is_running "$(container "$target")"; then
       brought_up=started
+      check_bind_sources
       docker start "$(container "$target")" >/dev/null
     fi
   else

@@ -45,9 +45,10 @@ def test_git_commands(s):
     assert commands.push("/w", "origin", "main") == [
         "git", "-C", "/w", "push", "--porcelain", "origin", "refs/heads/main:refs/heads/main"]
     safe = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.sshCommand=ssh",
-            "-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "core.pager=cat"]
+            "-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "core.pager=cat",
+            "-c", "maintenance.auto=false", "-c", "gc.auto=0"]
     assert commands.fetch("/volume1/app", "origin", "main") == [
-        "git", *safe, "-C", "/volume1/app", "fetch", "--quiet", "origin", "+refs/heads/main:refs/remotes/origin/main"]
+        "git", *safe, "-C", "/volume1/app", "fetch", "--quiet", "--upload-pack=git-upload-pack", "origin", "+refs/heads/main:refs/remotes/origin/main"]
     assert commands.fast_forward("/volume1/app", "origin", "main") == [
         "git", *safe, "-C", "/volume1/app", "merge", "--ff-only", "origin/main"]
     assert commands.checkout_config("/volume1/app") == [

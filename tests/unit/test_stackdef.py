@@ -59,6 +59,8 @@ def test_colors_are_the_api_with_only_names_ports_and_loopctls_additions_changed
         "API_REPO": "loop-api", "CONTAINER_PORT": "8081", "PROXY_BIND": "127.0.0.1", "PROXY_PORT": "8082",
         "PROXY_IMAGE": "nginx:1.27-alpine", "HEALTH_PATH": "/health", "AUX_SERVICES": "loop-auth",
         "BUILD_SERVICES": "loop-auth", "OAUTH_DIR": f"{APP}/api/oauth", "NETWORKS": "loop_default", "VOLUMES": "",
+        "BIND_SOURCES": f"/volume1/@loopctl/deploy/nginx,/volume1/@loopctl/state/nginx,/volume1/LOOP_CLevel/vault/"
+                        f"loop_exec,{APP},{APP}/api/oauth",
     }
     assert release.notes == []
 
@@ -127,13 +129,19 @@ def test_bad_compose_input_is_one_line(s, change, message):
     assert str(error.value) == message
 
 
-def test_host_settings_from_variables_are_refused(s):
-    raw = (DATA / "example-raw.yml").read_text().replace("./api/oauth:/app/api/oauth:rw", "${OAUTH}:/app/api/oauth:rw")
+@pytest.mark.parametrize("literal, variable, field", [
+    ("./api/oauth:/app/api/oauth:rw", "${OAUTH}:/app/api/oauth:rw", "volumes"),
+    ("BASE_IMAGE: loop-rig-base:bookworm", "BASE_IMAGE: ${BASE}", "build"),
+    ('"127.0.0.1:8082:8081"', '"${BIND}:8082:8081"', "ports"),
+])
+def test_host_settings_and_what_is_built_from_variables_are_refused(s, literal, variable, field):
+    raw = (DATA / "example-raw.yml").read_text().replace(literal, variable, 1)
+    assert raw != (DATA / "example-raw.yml").read_text()
     with pytest.raises(ConfigError) as error:
         stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2, raw), s, COMMIT)
-    assert str(error.value).startswith("docker-compose.yml: service loop-api: `volumes` takes a value from a variable")
-    # Build arguments are the image's business, not the host's.
-    assert "${LOOP_BASE_IMAGE" in (DATA / "example-raw.yml").read_text()
+    assert str(error.value).startswith(f"docker-compose.yml: service loop-api: `{field}` takes a value from a variable")
+    # The environment is the container's own business: variables there are fine.
+    assert "${PUBLIC_URL" in (DATA / "example-raw.yml").read_text()
 
 
 def test_invalid_yaml_and_prepare_output(s):
