@@ -23,7 +23,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -246,25 +246,23 @@ def move_build(name: str, service: dict[str, Any], app_dir: str, export_dir: str
     service["build"] = build
 
 
+def map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    """`value` with `change` applied to every string value in it (keys stay as they are)."""
+    if isinstance(value, dict):
+        return {k: map_strings(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_strings(v, change) for v in value]
+    return change(value) if isinstance(value, str) else value
+
+
 def escape_dollars(value: Any) -> Any:
     """The stack file is read by Compose again, which interpolates `$`: resolved values are literal."""
-    if isinstance(value, dict):
-        return {k: escape_dollars(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [escape_dollars(v) for v in value]
-    if isinstance(value, str):
-        return value.replace("$", "$$")
-    return value
+    return map_strings(value, lambda text: text.replace("$", "$$"))
 
 
 def unescape_dollars(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: unescape_dollars(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unescape_dollars(v) for v in value]
-    if isinstance(value, str):
-        return value.replace("$$", "$")
-    return value
+    """Both Composes' `config` write a literal `$` as `$$`."""
+    return map_strings(value, lambda text: text.replace("$$", "$"))
 
 
 def external_objects(model: dict[str, Any], section: str, used: set[str], project: str) -> dict[str, Any]:

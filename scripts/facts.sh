@@ -49,25 +49,26 @@ tools_fact() {
 #   live COLOR | upstream ok|missing|garbled | lock free|held INFO | journal KEY=VALUE...
 #   home PROBLEM | tool PROBLEM | container NAME STATE HEALTH IMAGE STARTED SERVICE
 status_fact() {
-  local color="" upstream=missing holder line ids
+  local color upstream=missing holder line ids stack=0
+  if (load_stack_env) >/dev/null 2>&1; then
+    load_stack_env
+    stack=1
+  fi
+  color=$(upstream_color)
   if [[ -r $UPSTREAM ]]; then
-    # shellcheck disable=SC2016  # nginx variables, not shell ones
-    color=$(sed -nE 's/^map \$host \$loop_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1)
     upstream=ok
     [[ -n $color ]] || upstream=garbled
   fi
   [[ ! -e $APP_LIVE ]] || color=app
   # Before any deploy, the app's own compose container may be what serves.
-  if [[ -z $color && $upstream == missing ]] && (load_stack_env) >/dev/null 2>&1; then
-    load_stack_env
+  if [[ -z $color && $upstream == missing ]] && ((stack)); then
     [[ -z $(docker ps -q --filter "label=com.docker.compose.project=$(project_of_checkout)" \
       --filter "label=com.docker.compose.service=$API_SERVICE") ]] || color=app
   fi
   printf 'live\t%s\nupstream\t%s\n' "$color" "$upstream"
   if holder=$(lock_fact); then echo $'lock\tfree'; else printf 'lock\theld\t%s\n' "$(head -n 1 <<<"$holder")"; fi
   if [[ -s $JOURNAL ]]; then printf 'journal\t%s\n' "$(tr '\n' '\t' <"$JOURNAL")"; fi
-  if (load_stack_env) >/dev/null 2>&1; then
-    load_stack_env
+  if ((stack)); then
     while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(home_fact)
     while IFS= read -r line; do printf 'tool\t%s\n' "$line"; done < <(tools_fact)
     ids=$(docker ps -aq --filter "name=^($API_SERVICE-blue|$API_SERVICE-green|$PROXY_CONTAINER)\$")

@@ -117,19 +117,23 @@ disk_full_or_die() {
 container() { printf '%s-%s' "$API_SERVICE" "$1"; }
 other_color() { if [[ $1 == blue ]]; then echo green; else echo blue; fi; }
 
+# The color the upstream file names ("" when it is missing or garbled; write_upstream's format).
+upstream_color() {
+  [[ -r $UPSTREAM ]] || return 0
+  # shellcheck disable=SC2016  # nginx variables, not shell ones
+  sed -nE 's/^map \$host \$loop_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1
+}
+
 # The live color from the upstream file nginx reads ("app" while the app's own container,
 # not loopctl's stack, holds the port; "" before any deploy). If that file is lost or garbled,
 # nginx still serves the last one it loaded: the proxy says which color that is.
 live_color() {
-  local color=""
+  local color
   if [[ -e $APP_LIVE ]]; then
     echo app
     return
   fi
-  if [[ -r $UPSTREAM ]]; then
-    # shellcheck disable=SC2016  # nginx variables, not shell ones
-    color=$(sed -nE 's/^map \$host \$loop_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1)
-  fi
+  color=$(upstream_color)
   if [[ -z $color && -n ${PROXY_PORT:-} ]] && is_running "$PROXY_CONTAINER"; then
     color=$(curl -s -m 2 -o /dev/null -D - "http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH" 2>/dev/null |
       awk 'tolower($1) == "x-loop-color:" { gsub(/\r/, "", $2); print $2 }' | grep -xE 'blue|green' || true)
