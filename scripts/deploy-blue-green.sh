@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Zero-downtime deploy of one commit: build it as the idle color, wait until it is healthy,
-# switch nginx to it, verify through the proxy, then stop (not remove) the old color so
-# rollback.sh can bring it back in seconds.
+# check that it speaks MCP (the gate), switch nginx to it, verify through the proxy, and keep
+# the old color running as the warm standby: the sessions it holds go on, and rollback.sh
+# switches back to it at once (KEEP_WARM=0 stops it instead).
 #
 # Any failure before the switch is verified is undone (traffic back, new container removed),
 # so the old color never stops serving. Run it through detach.sh so that a dropped SSH
@@ -27,6 +28,7 @@ is healthy. Where the app's own api container holds the port, the first deploy t
   --health-timeout S    seconds the new color has to become healthy (default: $HEALTH_TIMEOUT)
   --verify-seconds S    seconds of requests through the proxy after the switch (default: $DEPLOY_VERIFY_SECONDS)
   --build-timeout S     seconds the build may take before it is stopped (default: $BUILD_TIMEOUT)
+  --allow-tool-removal  deploy even if the new release lists fewer MCP tools than the live one
   --help                this text
 
 Exit: 0 deployed; $EXIT_FAILED failed, the live release still serves; $EXIT_USAGE bad usage;
@@ -51,7 +53,7 @@ build() {
 
 main() {
   parse_flags "$@"
-  parse_release_flags
+  parse_release_flags allow-tool-removal
   local commit=$COMMIT_ARG from=$RELEASE_FROM
   load_stack_env
   local short=${commit:0:12} old_commit="" old_label="" takeover="" t0 t_built t_healthy services
@@ -77,7 +79,7 @@ main() {
   fi
   takeover=$(check_names_and_port)
   if [[ -n $takeover ]]; then
-    LEGACY_CONTAINER=$(legacy_container)
+    LEGACY_CONTAINER=$(app_container any)
     live=app
   elif [[ $live == app ]]; then
     die "$APP_LIVE says the app's own container serves, but it does not hold port $PROXY_PORT: check 'inv status'" "$EXIT_REFUSED"
@@ -107,6 +109,7 @@ main() {
     compose_release "$short" up -d --no-deps --no-build ${AUX_SERVICES//,/ }
   fi
 
+  retire_standby
   brought_up=created
   journal_set step start
   compose_release "$short" up -d --no-deps --no-build --force-recreate "$(container "$target")"
@@ -114,20 +117,23 @@ main() {
   journal_set step health
   wait_healthy "$(container "$target")" "$HEALTH_TIMEOUT" || die "$(container "$target") did not become healthy"
   t_healthy=$(ms_now)
+  journal_set step gate
+  mcp_gate
 
   if [[ -n $takeover ]]; then
-    takeover_and_verify "$short"
+    takeover_and_verify
     record_release adopted app "$(docker inspect -f '{{.Config.Image}}' "$LEGACY_CONTAINER")" app
   else
-    switch_and_verify "$short"
+    switch_and_verify
   fi
   retire_old
   record_release deploy "$short" "$API_REPO:$short" "$target"
   prune_releases || warn "pruning old releases failed"
   step "deployed $short on $target"
-  printf 'summary: old=%s new=%s color=%s build=%s healthy=%s switch=%s verify=%s\n' \
+  printf 'summary: old=%s new=%s color=%s build=%s healthy=%s gate=%s switch=%s verify=%s tools=%s\n' \
     "${old_label:-none}" "$short" "$target" "$(elapsed "$t0" "$t_built")" "$(elapsed "$t_built" "$t_healthy")" \
-    "$(elapsed "$t_healthy" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")"
+    "$(elapsed 0 "$T_GATE")" "$(elapsed "$((t_healthy + T_GATE))" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")" \
+    "$TOOLS_SUMMARY"
 }
 
 main "$@"

@@ -45,11 +45,23 @@ tools_fact() {
   "${COMPOSE[@]}" version >/dev/null 2>&1 || echo "${COMPOSE[*]} does not run"
 }
 
+# open_connections NAME PORT: TCP connections established to PORT inside the container NAME:
+# the proxy's open requests there, MCP streams for the most part (root reads its namespace).
+open_connections() {
+  local pid hex
+  pid=$(docker inspect -f '{{.State.Pid}}' "$1" 2>/dev/null) || return 0
+  [[ $pid =~ ^[1-9][0-9]*$ && $2 =~ ^[0-9]+$ ]] || return 0
+  hex=$(printf ':%04X' "$2")
+  cat "/proc/$pid/net/tcp" "/proc/$pid/net/tcp6" 2>/dev/null |
+    awk -v port="$hex" '$4 == "01" && substr($2, length($2) - 4) == port { n++ } END { print n + 0 }'
+}
+
 # status: everything `inv status` needs from root, in one call, as tab-separated lines
-#   live COLOR | upstream ok|missing|garbled | lock free|held INFO | journal KEY=VALUE...
-#   home PROBLEM | tool PROBLEM | container NAME STATE HEALTH IMAGE STARTED SERVICE
+#   live COLOR | standby COLOR | upstream ok|missing|garbled | lock free|held INFO
+#   journal KEY=VALUE... | home PROBLEM | tool PROBLEM
+#   container NAME STATE HEALTH IMAGE STARTED SERVICE | connections NAME COUNT
 status_fact() {
-  local color upstream=missing holder line ids stack=0
+  local color upstream=missing holder line ids project c stack=0
   if (load_stack_env) >/dev/null 2>&1; then
     load_stack_env
     stack=1
@@ -62,27 +74,28 @@ status_fact() {
   [[ ! -e $APP_LIVE ]] || color=app
   # Before any deploy, the app's own compose container may be what serves.
   if [[ -z $color && $upstream == missing ]] && ((stack)); then
-    [[ -z $(docker ps -q --filter "label=com.docker.compose.project=$(project_of_checkout)" \
-      --filter "label=com.docker.compose.service=$API_SERVICE") ]] || color=app
+    [[ -z $(app_container running) ]] || color=app
   fi
-  printf 'live\t%s\nupstream\t%s\n' "$color" "$upstream"
+  printf 'live\t%s\nstandby\t%s\nupstream\t%s\n' "$color" "$(upstream_standby)" "$upstream"
   if holder=$(lock_fact); then echo $'lock\tfree'; else printf 'lock\theld\t%s\n' "$(head -n 1 <<<"$holder")"; fi
   if [[ -s $JOURNAL ]]; then printf 'journal\t%s\n' "$(tr '\n' '\t' <"$JOURNAL")"; fi
   if ((stack)); then
     while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(home_fact)
     while IFS= read -r line; do printf 'tool\t%s\n' "$line"; done < <(tools_fact)
     ids=$(docker ps -aq --filter "name=^($API_SERVICE-blue|$API_SERVICE-green|$PROXY_CONTAINER)\$")
-    ids+=" $(docker ps -aq --filter "label=com.docker.compose.project=$(project_of_checkout)")"
+    project=$(stack_project)
+    [[ -z $project ]] || ids+=" $(docker ps -aq --filter "label=com.docker.compose.project=$project")"
     # shellcheck disable=SC2046  # one id per word
     [[ -z ${ids// /} ]] || docker inspect --format $'container\t{{.Name}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}\t{{.Config.Image}}\t{{.State.StartedAt}}\t{{index .Config.Labels "com.docker.compose.service"}}' $(tr ' ' '\n' <<<"$ids" | sort -u)
+    for c in blue green; do
+      is_running "$(container "$c")" || continue
+      printf 'connections\t%s\t%s\n' "$(container "$c")" \
+        "$(open_connections "$(container "$c")" "$(release_port "$(color_commit "$c")")")"
+    done
   else
     printf 'tool\t%s\n' "$( (load_stack_env) 2>&1 | sed 's/^ERROR: //')"
   fi
 }
-
-# The project name Compose gives the app's checkout: its folder name, lowercased, without
-# characters other than letters, digits, - and _.
-project_of_checkout() { basename "$APP_DIR" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-'; }
 
 main() {
   case ${1:-} in

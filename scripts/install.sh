@@ -76,6 +76,17 @@ install -m 0644 "$src/$MANIFEST_FILE" "$dest/$MANIFEST_FILE.new"
 mv -f "$dest/$MANIFEST_FILE.new" "$dest/$MANIFEST_FILE"
 echo "==> installed $count files into $dest"
 
+# An upstream file from before the warm standby names none: the nginx.conf just installed
+# reads `$loop_standby`, and a proxy restarted before the next deploy must still start.
+upstream=$dest/$UPSTREAM_FILE
+if [[ -f $upstream && ! -L $upstream ]] && ! grep -q 'loop_standby ' "$upstream"; then
+  # shellcheck disable=SC2016  # nginx variables, not shell ones
+  { cat "$upstream"; printf '%s\n' 'map $host $loop_standby { default none; }' 'map $host $loop_standby_color { default none; }'; } >"$upstream.new"
+  chmod 0644 "$upstream.new"
+  mv -f "$upstream.new" "$upstream"
+  echo "==> $upstream: no standby (written before the warm standby existed)"
+fi
+
 # --- moving an old home out of the app checkout, once -------------------------------------------
 
 # The old home sat in the vault the app container writes: its files are data to check, never

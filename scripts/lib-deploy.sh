@@ -11,9 +11,11 @@
 
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=lib-mcp.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib-mcp.sh"
 
 readonly RELEASE_FIELDS=(COMMIT SHORT PROJECT API_SERVICE API_REPO CONTAINER_PORT PROXY_BIND PROXY_PORT PROXY_IMAGE
-  HEALTH_PATH AUX_SERVICES BUILD_SERVICES OAUTH_DIR NETWORKS VOLUMES BIND_SOURCES)
+  HEALTH_PATH PUBLIC_HOST AUX_SERVICES BUILD_SERVICES OAUTH_DIR NETWORKS VOLUMES BIND_SOURCES)
 
 release_dir() { printf '%s/%s/%s' "$LOOPCTL_HOME" "$RELEASES_DIR" "$1"; }
 
@@ -154,6 +156,11 @@ color_commit() {
 }
 
 exists() { docker inspect -f '{{.Id}}' "$1" >/dev/null 2>&1; }
+
+# container_ip NAME: its address on its first network, where this host reaches it directly.
+container_ip() {
+  docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$1" 2>/dev/null | awk '{ print $1 }'
+}
 is_running() { [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
 
 # check_bind_sources [PATH...]: Docker follows links in a bind mount's source when it starts a
@@ -218,19 +225,35 @@ show_failure() {
 
 # --- nginx: the switch ---------------------------------------------------------------------
 
-# write_upstream COLOR COMMIT [PORT]: PORT is that release's container port (default: the
-# loaded release's).
+# write_upstream COLOR STANDBY [PORT]: COLOR serves; sessions it does not know go to STANDBY
+# (a color, or "" for none: a standby whose container does not run is none). PORT is COLOR's
+# container port (default: the loaded release's).
 write_upstream() {
+  local standby=${2:-} standby_at=none standby_port
+  if [[ -n $standby ]] && is_running "$(container "$standby")"; then
+    standby_port=$(release_port "$(color_commit "$standby")")
+    [[ -z $standby_port ]] || standby_at=$(container "$standby"):$standby_port
+  fi
+  [[ $standby_at != none ]] || standby=none
   cat <<EOF
-# Live color, written by loopctl at $(utc_now): $1 (commit $2).
+# Live color, written by loopctl at $(utc_now): $1 (commit $(color_commit "$1")); standby: $standby.
 # Do not edit: every deploy and rollback replaces this file.
 map \$host \$loop_upstream { default $(container "$1"):${3:-$CONTAINER_PORT}; }
 map \$host \$loop_color { default $1; }
+map \$host \$loop_standby { default $standby_at; }
+map \$host \$loop_standby_color { default $standby; }
 EOF
 }
 
-# write_candidate COLOR COMMIT: the upstream for COLOR beside the live one (same folder, so
-# renaming it into place is atomic). Prints its path.
+# The standby color the upstream file names ("" when none).
+upstream_standby() {
+  [[ -r $UPSTREAM ]] || return 0
+  # shellcheck disable=SC2016  # nginx variables, not shell ones
+  sed -nE 's/^map \$host \$loop_standby_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1
+}
+
+# write_candidate COLOR STANDBY [PORT]: the upstream for COLOR beside the live one (same
+# folder, so renaming it into place is atomic). Prints its path.
 write_candidate() {
   local candidate=$UPSTREAM.next
   mkdir -p "$(dirname "$UPSTREAM")"
@@ -265,8 +288,8 @@ wait_port_answers() {
   return 1
 }
 
-# switch_to COLOR COMMIT [PORT]: write to a temp file, test it, rename into place, reload. With
-# no proxy running, it is started on the new upstream.
+# switch_to COLOR STANDBY [PORT]: write to a temp file, test it, rename into place, reload.
+# With no proxy running, it is started on the new upstream.
 switch_to() {
   local candidate
   candidate=$(write_candidate "$@")
@@ -347,17 +370,19 @@ prune_releases() {
   docker image prune -f --filter dangling=true --filter "label=org.loopctl.project=$PROJECT" >/dev/null 2>&1 || true
 }
 
-# parse_release_flags: the script's own flags (EXTRA_FLAGS) when it deploys a release
-# (deploy, rebuild-all): --commit SHA --release DIR [--build-timeout S]; sets COMMIT_ARG and
-# RELEASE_FROM. Anything else is bad usage.
+# parse_release_flags [allow-tool-removal]: the script's own flags (EXTRA_FLAGS) when it
+# deploys a release (deploy, rebuild-all): --commit SHA --release DIR [--build-timeout S], and
+# --allow-tool-removal where the caller names it; sets COMMIT_ARG, RELEASE_FROM and
+# ALLOW_TOOL_REMOVAL. Anything else is bad usage.
 parse_release_flags() {
   local flag
-  COMMIT_ARG="" RELEASE_FROM=""
+  COMMIT_ARG="" RELEASE_FROM="" ALLOW_TOOL_REMOVAL=0
   for flag in ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}; do
     case $flag in
       commit=*) COMMIT_ARG=${flag#commit=} ;;
       release=*) RELEASE_FROM=${flag#release=} ;;
       build-timeout=*) BUILD_TIMEOUT=${flag#build-timeout=} ;;
+      allow-tool-removal=1) [[ ${1:-} == allow-tool-removal ]] || usage_error; ALLOW_TOOL_REMOVAL=1 ;;
       *) usage_error ;;
     esac
   done
@@ -365,11 +390,17 @@ parse_release_flags() {
 }
 
 # parse_flags ARGS...: the flags every change script takes; sets EXTRA_FLAGS to the rest
-# (as NAME=VALUE words) for the script's own. --help prints the usage and exits 0.
+# (as NAME=VALUE words, NAME=1 for a switch such as --allow-tool-removal) for the script's own.
+# --help prints the usage and exits 0.
 parse_flags() {
   EXTRA_FLAGS=()
   while (($#)); do
     [[ $1 == --help || $1 == -h ]] && { usage; exit 0; }
+    if [[ $1 == --allow-tool-removal ]]; then
+      EXTRA_FLAGS+=(allow-tool-removal=1)
+      shift
+      continue
+    fi
     [[ $# -ge 2 && $1 == --* ]] || usage_error
     case $1 in
       --performer) PERFORMER=$(printable "$2") ;;
@@ -387,7 +418,7 @@ parse_flags() {
 # State of a deploy or rollback in progress, read by finish_change; the T_ stamps by the
 # scripts' summaries.
 # shellcheck disable=SC2034  # set and read by the scripts that source this file
-live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0
+live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0 T_GATE=0 TOOLS_SUMMARY=""
 
 # The proxy address the scripts talk to: the published one, on this machine.
 proxy_host() {
@@ -442,7 +473,7 @@ finish_change() {
         printf '%s\n' "$LEGACY_CONTAINER" >"$APP_LIVE"
       elif [[ -n $live ]]; then
         warn "switching back to $live"
-        switch_to "$live" "$(color_commit "$live")" "$(release_port "$(color_commit "$live")")" ||
+        switch_to "$live" "" "$(release_port "$(color_commit "$live")")" ||
           warn "could not switch back to $live: check 'inv status'"
       fi
     fi
@@ -465,11 +496,26 @@ finish_change() {
   exit "$status"
 }
 
-# The app's own api container (made by its compose, not by this stack), found by Compose's
-# labels whatever it is named; "" when there is none.
-legacy_container() {
-  docker ps -a --filter "label=com.docker.compose.project=$PROJECT" \
-    --filter "label=com.docker.compose.service=$API_SERVICE" --format '{{.Names}}' | head -n 1
+# app_container any|running: the app's own api container, made by its compose in APP_DIR (this
+# stack's containers have a release's folder as their working folder), found by Compose's
+# labels whatever it is named; "" when there is none. The one place that finds it: status,
+# takeover and rollback ask here.
+app_container() {
+  local -a running=()
+  [[ $1 != running ]] || running=(--filter status=running)
+  docker ps -a ${running[@]+"${running[@]}"} --filter "label=com.docker.compose.service=$API_SERVICE" \
+    --filter "label=com.docker.compose.project.working_dir=$APP_DIR" --format '{{.Names}}' | head -n 1
+}
+
+# The Compose project of this stack, from the labels of its containers or of the app's own
+# (Compose names it; loopctl never works the name out again).
+stack_project() {
+  local name
+  for name in "$(container blue)" "$(container green)" "$PROXY_CONTAINER" "$(app_container any)"; do
+    [[ -n $name ]] || continue
+    docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$name" 2>/dev/null | grep . && return
+  done
+  return 0
 }
 
 # check_names_and_port: before anything changes, refuse containers that hold this stack's
@@ -494,28 +540,28 @@ check_names_and_port() {
       fi
       ;;
     "$PROXY_CONTAINER") ;;
-    "$(legacy_container)") echo takeover ;;
+    "$(app_container any)") echo takeover ;;
     *) die "port $PROXY_PORT is held by container $holders, not by $API_SERVICE: stop it, or set STACK_PROXY_PORT" "$EXIT_REFUSED" ;;
   esac
 }
 
-# switch_and_verify COMMIT: the common end of deploy and rollback, from a healthy target on.
+# switch_and_verify: the common end of deploy and rollback, from a healthy target on.
 switch_and_verify() {
   step "switching nginx to $target"
   switched=1
   journal_set step switch
-  switch_to "$target" "$1" || die "nginx did not accept the new upstream"
+  switch_to "$target" "$live" || die "nginx did not accept the new upstream"
   # shellcheck disable=SC2034  # read by the calling script's summary
   T_SWITCHED=$(ms_now)
   verify_and_commit
 }
 
-# takeover_and_verify COMMIT: the first switch on a NAS where the app's own container holds
-# the port: the proxy is created (not started) on the new upstream, then takes the port.
+# takeover_and_verify: the first switch on a NAS where the app's own container holds the
+# port: the proxy is created (not started) on the new upstream, then takes the port.
 takeover_and_verify() {
   local candidate
   step "taking port $PROXY_PORT over from $LEGACY_CONTAINER (the app's own container, kept for rollback)"
-  candidate=$(write_candidate "$target" "$1")
+  candidate=$(write_candidate "$target" "")
   nginx_test_offline "$candidate" || { rm -f "$candidate"; die "nginx -t failed: no switch"; }
   # From here on an undo gives the port back (and says the app's container serves).
   switched=1
@@ -532,19 +578,74 @@ verify_and_commit() {
   step "verifying through the proxy for ${VERIFY_SECONDS}s"
   journal_set step verify
   verify_through_proxy "$target" "$VERIFY_SECONDS" || die "verification through the proxy failed"
+  mcp_tools "http://$PROXY_HOST:$PROXY_PORT" "$target" || die "MCP through the proxy failed: $MCP_ERROR"
   # shellcheck disable=SC2034  # read by the calling script's summary
   T_VERIFIED=$(ms_now)
   committed=1
   journal_set step committed
 }
 
-# retire_old: after the commit, the replaced release stops but stays (rollback starts it in
-# seconds). Nothing here can fail the change: the new release already serves.
+# retire_old: after the commit, the replaced release stays. With KEEP_WARM (the default) it
+# runs on as the warm standby: the sessions it holds go on (the proxy sends it the requests the
+# live color does not know), and a rollback is only a switch. Without, it stops (a rollback
+# starts it again in seconds). Nothing here can fail the change: the new release serves.
 retire_old() {
+  local name
   if [[ $live == app ]]; then
     rm -f "$APP_LIVE"
-  elif [[ -n $live ]] && is_running "$(container "$live")"; then
-    step "stopping $(container "$live") (kept for rollback)"
-    docker stop -t 10 "$(container "$live")" >/dev/null || warn "could not stop $(container "$live")"
+    return
+  fi
+  [[ -n $live ]] || return 0
+  name=$(container "$live")
+  is_running "$name" || return 0
+  if [[ $KEEP_WARM == 1 ]]; then
+    step "$name stays up as the warm standby: its open sessions go on; rollback is a switch"
+    return
+  fi
+  step "stopping $name (kept for rollback; KEEP_WARM=0)"
+  switch_to "$target" "" || warn "could not take $name out of the proxy as the standby"
+  docker stop -t 10 "$name" >/dev/null || warn "could not stop $name"
+}
+
+# retire_standby: the target color about to be replaced is the warm standby: the proxy stops
+# sending it sessions first (they end with it: they are a release old).
+retire_standby() {
+  [[ -n $live && $live != app && $(upstream_standby) == "$target" ]] || return 0
+  step "replacing the warm standby $(container "$target") ($(color_commit "$target")): its sessions end"
+  switch_to "$live" "" "$(release_port "$(color_commit "$live")")" || die "nginx did not accept the upstream without the standby"
+}
+
+# mcp_gate: before any traffic moves, the new color must speak MCP as ChatGPT would reach it
+# through the proxy (its container directly, with the headers the proxy adds). Its tools are
+# compared with the live release's, and removing one needs --allow-tool-removal. Sets
+# TOOLS_SUMMARY ("2->1") and T_GATE (milliseconds).
+mcp_gate() {
+  local name ip t0 new
+  name=$(container "$target")
+  ip=$(container_ip "$name")
+  [[ -n $ip ]] || die "$name has no network address to check MCP on"
+  t0=$(ms_now)
+  mcp_tools "http://$ip:$CONTAINER_PORT" || die "the MCP gate failed on $name: $MCP_ERROR"
+  if [[ -n $MCP_AUTH ]]; then
+    warn "$APP_MCP_PATH on $name answers $MCP_AUTH (authorization required): only that was checked, tools not compared"
+    TOOLS_SUMMARY=unknown T_GATE=$(($(ms_now) - t0))
+    return
+  fi
+  new=$MCP_TOOLS
+  if [[ -z $live ]]; then
+    mcp_compare "" "$new"
+  elif mcp_tools "http://$PROXY_HOST:$PROXY_PORT" && [[ -z $MCP_AUTH ]]; then
+    mcp_compare "$MCP_TOOLS" "$new"
+  else
+    warn "the live release's tools could not be listed (${MCP_ERROR:-authorization required}): not compared"
+    mcp_compare "" "$new"
+    MCP_COMPARED="tools: ? -> ${MCP_COMPARED##* }"
+  fi
+  T_GATE=$(($(ms_now) - t0))
+  step "MCP gate passed on $name in $(elapsed 0 "$T_GATE"); $MCP_COMPARED"
+  # shellcheck disable=SC2034  # read by the deploy's summary
+  TOOLS_SUMMARY=$(sed -E 's/^tools: ([^ ,]+) -> ([^ ,]+).*/\1->\2/; s/^tools: ([^ ,]+)$/\1/' <<<"$MCP_COMPARED")
+  if [[ -n $MCP_REMOVED && $ALLOW_TOOL_REMOVAL != 1 ]]; then
+    die "refused: the new release removes $MCP_REMOVED (ChatGPT may call it); deploy with --allow-tool-removal if that is meant" "$EXIT_REFUSED"
   fi
 }

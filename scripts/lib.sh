@@ -65,7 +65,7 @@ usage_error() {
 }
 
 # Settings written by `inv setup` (loopctl/install.py writes exactly these).
-readonly STACK_FIELDS=(DOCKER COMPOSE_VERSION APP_DIR APP_COMPOSE_FILE API_SERVICE KEEP_RELEASES)
+readonly STACK_FIELDS=(DOCKER COMPOSE_VERSION APP_DIR APP_COMPOSE_FILE API_SERVICE KEEP_RELEASES KEEP_WARM)
 
 # Settings written by `inv setup`: KEY=VALUE lines, read without sourcing (a file is data here).
 load_stack_env() {

@@ -59,6 +59,7 @@ in_oauth_dir() {
 
 main() {
   parse_flags "$@"
+  # shellcheck disable=SC2119  # its arguments name optional flags a script takes: none here
   parse_release_flags
   local commit=$COMMIT_ARG from=$RELEASE_FROM
   local color backup services
@@ -91,7 +92,7 @@ main() {
   in_oauth_dir find . -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 
   step "recreating ${AUX_SERVICES:+${AUX_SERVICES//,/, }, }$(container "$color") and the proxy (new OAuth keys)"
-  mv -f "$(write_candidate "$color" "$short")" "$UPSTREAM"
+  mv -f "$(write_candidate "$color" "$(other_color "$color")")" "$UPSTREAM"
   ensure_shared_objects
   # shellcheck disable=SC2086  # a comma list made words
   compose_release "$short" up -d --no-deps --no-build --force-recreate ${AUX_SERVICES//,/ } "$(container "$color")" proxy
@@ -102,6 +103,7 @@ main() {
   wait_healthy "$(container "$color")" "$HEALTH_TIMEOUT" || die "$(container "$color") did not become healthy; the backup is in $backup"
   wait_port_answers || true
   verify_through_proxy "$color" "$VERIFY_SECONDS" || die "verification through the proxy failed; the backup is in $backup"
+  mcp_tools "http://$PROXY_HOST:$PROXY_PORT" "$color" || die "MCP through the proxy failed: $MCP_ERROR; the backup is in $backup"
   record_release rebuild-all "$short" "$API_REPO:$short" "$color"
   prune_releases || warn "pruning old releases failed"
   step "rebuilt everything at $short on $color; OAuth keys are new"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Put the previous release back: start the other color's kept container (or recreate it from
-# a kept release with --to), wait until healthy, switch nginx, verify, stop the bad one.
+# Put the previous release back. With the warm standby running (KEEP_WARM), that is a switch:
+# nginx to the other color, verify, and the replaced one stays up as the new standby.
+# Otherwise start the other color's kept container (or recreate it from a kept release with
+# --to), wait until healthy, check MCP, then switch.
 # Right after a takeover, the previous release is the app's own container: it gets its port
 # back, exactly as it ran before. Nothing is built.
 set -Eeuo pipefail
@@ -49,7 +51,7 @@ previous_release() {
   for commit in $(tac "$RELEASES" 2>/dev/null | cut -f3); do
     [[ $commit != "$1" ]] || continue
     if [[ $commit == app ]]; then
-      [[ -z $(legacy_container) ]] || echo app
+      [[ -z $(app_container any) ]] || echo app
       return 0
     fi
     if [[ -f $(release_dir "$commit")/$RELEASE_ENV_FILE ]] && docker image inspect "$API_REPO:$commit" >/dev/null 2>&1; then
@@ -61,7 +63,7 @@ previous_release() {
 
 # Back to the app's own container: the proxy gives the port back, the stack stops.
 rollback_to_app() {
-  LEGACY_CONTAINER=$(legacy_container)
+  LEGACY_CONTAINER=$(app_container any)
   target=app
   step "rollback: live is $live ($current), giving port $PROXY_PORT back to $LEGACY_CONTAINER (the app's own container)"
   journal op=rollback "live=$live" target=app step=switch
@@ -71,6 +73,7 @@ rollback_to_app() {
   step "verifying $LEGACY_CONTAINER on port $PROXY_PORT for ${VERIFY_SECONDS}s"
   wait_port_answers || die "$LEGACY_CONTAINER does not answer on port $PROXY_PORT"
   verify_app "$VERIFY_SECONDS" || die "$LEGACY_CONTAINER failed the verification"
+  mcp_tools "http://$PROXY_HOST:$PROXY_PORT" || die "MCP on $LEGACY_CONTAINER failed: $MCP_ERROR"
   T_VERIFIED=$(ms_now)
   committed=1
   printf '%s\n' "$LEGACY_CONTAINER" >"$APP_LIVE"
@@ -140,15 +143,22 @@ main() {
       docker start "$(container "$target")" >/dev/null
     fi
   else
+    retire_standby
     brought_up=created
     ensure_shared_objects
     compose_release "$tag" up -d --no-deps --no-build --force-recreate "$(container "$target")"
   fi
   journal_set step health
   wait_healthy "$(container "$target")" "$HEALTH_TIMEOUT" || die "$(container "$target") did not become healthy"
+  if [[ -n $brought_up ]]; then
+    # A release that was not serving is checked before it gets traffic; going back to fewer
+    # tools is what a rollback may mean.
+    ALLOW_TOOL_REMOVAL=1
+    mcp_gate
+  fi
   t_healthy=$(ms_now)
 
-  switch_and_verify "$tag"
+  switch_and_verify
   retire_old
   record_release rollback "$tag" "$API_REPO:$tag" "$target"
   step "rolled back to $tag on $target"
