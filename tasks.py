@@ -26,11 +26,10 @@ def config(c):
 @task(help={"json": "print machine-readable JSON instead of the table"})
 def status(c, json=False):
     """Live color, every container of the stack (state, health, image, uptime), deployed commit, script drift."""
-    from loopctl import stack
-    from loopctl.cli import session
+    from loopctl import cli, stack
 
-    with session(c, "status", changes=False) as s:
-        stack.status(s, as_json=json)
+    with cli.session(c, "status", changes=False) as session:
+        stack.status(session, as_json=json)
 
 
 @task(help={
@@ -42,31 +41,31 @@ def status(c, json=False):
 })
 def logs(c, tail="50", follow=False, since=None, service="api", color=None):
     """Show container logs; by default the live api container's last 50 lines."""
-    from loopctl import stack
-    from loopctl.cli import count, session
+    from loopctl import cli, stack
+    from loopctl.settings import count
 
-    with session(c, "logs", changes=False) as s:
-        stack.logs(s, tail=count("--tail", tail), follow=follow, since=since, service=service, color=color)
+    with cli.session(c, "logs", changes=False) as session:
+        stack.logs(session, tail=count(tail, "--tail"), follow=follow, since=since, service=service, color=color)
 
 
 @task(help={"lines": "how many releases (default 20)"})
 def releases(c, lines="20"):
     """The release history on the NAS: deploys, rollbacks and rebuild-alls, newest last."""
-    from loopctl import deploy
-    from loopctl.cli import count, session
+    from loopctl import cli, deploy
+    from loopctl.settings import count
 
-    with session(c, "releases", changes=False) as s:
-        deploy.releases(s, lines=count("--lines", lines))
+    with cli.session(c, "releases", changes=False) as session:
+        deploy.releases(session, lines=count(lines, "--lines"))
 
 
 @task(help={"lines": "how many records (default 20)", "local": "show this workstation's copy instead of the NAS's"})
 def audit(c, lines="20", local=False):
     """Show the latest audit records: who changed what on the NAS, when, and how it ended."""
-    from loopctl import audit
-    from loopctl.cli import count, session
+    from loopctl import audit, cli
+    from loopctl.settings import count
 
-    with session(c, "audit", changes=False) as s:
-        audit.show(s, lines=count("--lines", lines), local=local)
+    with cli.session(c, "audit", changes=False) as session:
+        audit.show(session, lines=count(lines, "--lines"), local=local)
 
 
 # --- Changing: each leaves an audit record; `inv --dry` shows the commands instead ---
@@ -74,31 +73,29 @@ def audit(c, lines="20", local=False):
 @task(help={"timeout": "seconds to wait for Docker to report it healthy (0, the default: DEPLOY_HEALTH_TIMEOUT)"})
 def restart(c, timeout="0"):
     """Restart the live api container and wait until Docker reports it healthy (it is down meanwhile)."""
-    from loopctl import stack
-    from loopctl.cli import count, session
+    from loopctl import cli, stack
+    from loopctl.settings import count
 
-    with session(c, "restart", {"timeout": timeout}, changes=True) as s:
-        stack.restart(s, count("--timeout", timeout) or s.settings.deploy_health_timeout)
+    with cli.session(c, "restart", {"timeout": timeout}, changes=True) as session:
+        stack.restart(session, count(timeout, "--timeout") or session.settings.deploy_health_timeout)
 
 
 @task
 def stop(c):
     """Stop the live api container (the service goes down) and say how to bring it back."""
-    from loopctl import stack
-    from loopctl.cli import session
+    from loopctl import cli, stack
 
-    with session(c, "stop", changes=True) as s:
-        stack.stop(s)
+    with cli.session(c, "stop", changes=True) as session:
+        stack.stop(session)
 
 
 @task(name="local-sync")
 def local_sync(c):
     """Push the local branch, then fast-forward the NAS checkout to it (never resets anything there)."""
-    from loopctl import sync
-    from loopctl.cli import session
+    from loopctl import cli, sync
 
-    with session(c, "local-sync", changes=True) as s:
-        sync.local_sync(s)
+    with cli.session(c, "local-sync", changes=True) as session:
+        sync.local_sync(session)
 
 
 @task(help={
@@ -107,21 +104,19 @@ def local_sync(c):
 })
 def rebuild(c, no_sync=False, allow_drift=False):
     """Zero-downtime blue-green deploy: local-sync, build the idle color, switch once it is healthy."""
-    from loopctl import deploy
-    from loopctl.cli import session
+    from loopctl import cli, deploy
 
-    with session(c, "rebuild", {"no_sync": no_sync, "allow_drift": allow_drift}, changes=True) as s:
-        deploy.rebuild(s, sync=not no_sync, allow_drift=allow_drift)
+    with cli.session(c, "rebuild", {"no_sync": no_sync, "allow_drift": allow_drift}, changes=True) as session:
+        deploy.rebuild(session, sync=not no_sync, allow_drift=allow_drift)
 
 
 @task(help={"to": "a kept release's commit id (see `inv releases`) instead of the previous one"})
 def rollback(c, to=None):
     """Switch back to the previous release (seconds when its container is kept), or --to an older one."""
-    from loopctl import deploy
-    from loopctl.cli import session
+    from loopctl import cli, deploy
 
-    with session(c, "rollback", {"to": to}, changes=True) as s:
-        deploy.rollback(s, to=to)
+    with cli.session(c, "rollback", {"to": to}, changes=True) as session:
+        deploy.rollback(session, to=to)
 
 
 @task(name="rebuild-all", help={
@@ -130,21 +125,19 @@ def rollback(c, to=None):
 })
 def rebuild_all(c, yes=False, no_sync=False):
     """Recreate the whole stack with NEW OAuth keys (ends every session); backs the old keys up first."""
-    from loopctl import deploy
-    from loopctl.cli import session
+    from loopctl import cli, deploy
 
-    with session(c, "rebuild-all", {"yes": yes, "no_sync": no_sync}, changes=True) as s:
-        deploy.rebuild_all(s, yes=yes, sync=not no_sync)
+    with cli.session(c, "rebuild-all", {"yes": yes, "no_sync": no_sync}, changes=True) as session:
+        deploy.rebuild_all(session, yes=yes, sync=not no_sync)
 
 
 @task
 def setup(c):
     """Install the NAS scripts into NAS_LOOPCTL_DIR (root's alone; checked), moving an old NAS_APP_DIR/.loopctl there (needs full sudo)."""
-    from loopctl import install
-    from loopctl.cli import session
+    from loopctl import cli, install
 
-    with session(c, "setup", changes=True) as s:
-        install.setup(s)
+    with cli.session(c, "setup", changes=True) as session:
+        install.setup(session)
 
 
 # --- Checks: HTTP only, plugin exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN ---

@@ -81,17 +81,17 @@ def format_record(r: dict[str, Any]) -> str:
             f"{r.get('performer', '?')}  {r.get('host', '?')}  {args}").rstrip()
 
 
-def show(s: Session, lines: int, local: bool) -> None:
+def show(session: Session, lines: int, local: bool) -> None:
     if local:
-        path = s.settings.audit_log
+        path = session.settings.audit_log
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
         where = str(path)
     else:
-        path = commands.in_home(s.settings, contract.AUDIT_FILE)
-        text = s.nas.probe(commands.tail_file(path, lines), ok=(0, 1)).stdout
-        where = f"{s.nas.where}:{path}"
+        path = commands.in_home(session.settings, contract.AUDIT_FILE)
+        text = session.nas.probe(commands.tail_file(path, lines), ok=(0, 1)).stdout
+        where = f"{session.nas.where}:{path}"
     records = parse(text)[-lines:]
     if not records:
-        s.say(f"no audit records yet in {where}")
+        session.say(f"no audit records yet in {where}")
     for record in records:
-        s.say(format_record(record))
+        session.say(format_record(record))

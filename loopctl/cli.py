@@ -37,20 +37,14 @@ def load_settings(verb: str, *required: str) -> settings_module.Settings:
         raise fail(verb, error) from None
 
 
-def count(flag: str, raw: str) -> int:
-    """A whole-number flag, parsed by the same function as whole-number settings (the verbs
-    in tasks.py name the flag first)."""
-    return settings_module.count(raw, flag)
-
-
 @contextmanager
 def session(c: Context, verb: str, args: dict[str, Any] | None = None, *, changes: bool) -> Iterator[Session]:
     """Run a verb. `changes`: it may change the NAS, so it leaves an audit record."""
-    s = Session(verb, load_settings(verb, *settings_module.SSH_REQUIRED), dry=bool(c.config.run.dry),
-                echo=bool(c.config.run.echo))
+    session = Session(verb, load_settings(verb, *settings_module.SSH_REQUIRED), dry=bool(c.config.run.dry),
+                      echo=bool(c.config.run.echo))
     started, status = time.monotonic(), 1
     try:
-        yield s
+        yield session
         status = 0
     except LoopError as error:
         status = error.code
@@ -63,21 +57,21 @@ def session(c: Context, verb: str, args: dict[str, Any] | None = None, *, change
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise Exit(code=141) from None
     finally:
-        if changes and not s.dry:
-            record_audit(s, args or {}, status, time.monotonic() - started)
-        s.nas.close()
+        if changes and not session.dry:
+            record_audit(session, args or {}, status, time.monotonic() - started)
+        session.nas.close()
 
 
-def record_audit(s: Session, args: dict[str, Any], status: int, seconds: float) -> None:
+def record_audit(session: Session, args: dict[str, Any], status: int, seconds: float) -> None:
     """Locally always; on the NAS when this verb reached it (a verb refused before
     connecting, or a NAS that cannot be reached, leaves the local record only)."""
-    record = audit.make_record(s.verb, args, s.nas.where, status, seconds)
-    audit.append_local(s.settings.audit_log, record)
-    if not s.nas.is_open:
+    record = audit.make_record(session.verb, args, session.nas.where, status, seconds)
+    audit.append_local(session.settings.audit_log, record)
+    if not session.nas.is_open:
         return
     try:
-        audit.append_remote(s.nas, record)
+        audit.append_remote(session.nas, record)
     except LoopError as error:
         if "command not found" in str(error) and status != 0:
             return  # loopctl is not installed there (a refused setup): no trail to write to
-        s.warn(f"the audit record was kept locally ({s.settings.audit_log}) but not on the NAS: {error}")
+        session.warn(f"the audit record was kept locally ({session.settings.audit_log}) but not on the NAS: {error}")

@@ -32,23 +32,23 @@ CHANGE_SCRIPTS = (DEPLOY_SCRIPT, ROLLBACK_SCRIPT, REBUILD_ALL_SCRIPT)
 
 # --- where things live on the NAS -------------------------------------------------------
 
-def home(s: Settings) -> str:
-    return s.nas_loopctl_dir
+def home(settings: Settings) -> str:
+    return settings.nas_loopctl_dir
 
 
-def in_home(s: Settings, relative: str) -> str:
+def in_home(settings: Settings, relative: str) -> str:
     """A path under the loopctl home, from its name in contract.env (`contract.RELEASES_FILE`...)."""
-    return f"{home(s)}/{relative}"
+    return f"{home(settings)}/{relative}"
 
 
-def script(s: Settings, name: str) -> str:
-    return in_home(s, f"{contract.SCRIPTS_DIR}/{name}")
+def script(settings: Settings, name: str) -> str:
+    return in_home(settings, f"{contract.SCRIPTS_DIR}/{name}")
 
 
-def container(s: Settings, service: str, color: str | None = None) -> str:
+def container(settings: Settings, service: str, color: str | None = None) -> str:
     """The stack's container for `api` (a color), `proxy`; other services are found by label."""
     if service == "api":
-        return f"{s.api_service}-{color}"
+        return f"{settings.api_service}-{color}"
     if service == "proxy":
         return contract.PROXY_CONTAINER
     raise ValueError(service)
@@ -56,21 +56,21 @@ def container(s: Settings, service: str, color: str | None = None) -> str:
 
 # --- docker --------------------------------------------------------------------------------
 
-def docker(s: Settings, *args: str) -> Argv:
-    return [s.nas_docker, *args]
+def docker(settings: Settings, *args: str) -> Argv:
+    return [settings.nas_docker, *args]
 
 
-def logs(s: Settings, name: str, tail: int, since: str | None = None, follow: bool = False) -> Argv:
-    return docker(s, "logs", "--tail", str(tail), *(["--since", since] if since else []),
+def logs(settings: Settings, name: str, tail: int, since: str | None = None, follow: bool = False) -> Argv:
+    return docker(settings, "logs", "--tail", str(tail), *(["--since", since] if since else []),
                   *(["--follow"] if follow else []), name)
 
 
-def restart(s: Settings, name: str) -> Argv:
-    return docker(s, "restart", name)
+def restart(settings: Settings, name: str) -> Argv:
+    return docker(settings, "restart", name)
 
 
-def stop(s: Settings, name: str) -> Argv:
-    return docker(s, "stop", name)
+def stop(settings: Settings, name: str) -> Argv:
+    return docker(settings, "stop", name)
 
 
 # --- NAS state files (world-readable, read as the SSH user) ----------------------------------
@@ -85,24 +85,24 @@ def checksums(paths: Sequence[str]) -> Argv:
 
 # --- the NAS scripts (run as root) --------------------------------------------------------------
 
-def facts(s: Settings, *args: str) -> Argv:
+def facts(settings: Settings, *args: str) -> Argv:
     """Read-only facts only root can read (status, the lock, waiting for health)."""
-    return [script(s, FACTS_SCRIPT), *args]
+    return [script(settings, FACTS_SCRIPT), *args]
 
 
-def prepare(s: Settings, commit: str) -> Argv:
-    return [script(s, PREPARE_SCRIPT), "--commit", commit]
+def prepare(settings: Settings, commit: str) -> Argv:
+    return [script(settings, PREPARE_SCRIPT), "--commit", commit]
 
 
-def detach(s: Settings, name: str, flags: Sequence[str]) -> Argv:
+def detach(settings: Settings, name: str, flags: Sequence[str]) -> Argv:
     """A change script, detached on the NAS so a dropped SSH session cannot cut it short."""
     if name not in CHANGE_SCRIPTS:
         raise ValueError(name)
-    return [script(s, DETACH_SCRIPT), name.removesuffix(".sh"), *flags]
+    return [script(settings, DETACH_SCRIPT), name.removesuffix(".sh"), *flags]
 
 
-def audit_append(s: Settings, record: str) -> Argv:
-    return [script(s, AUDIT_SCRIPT), record]
+def audit_append(settings: Settings, record: str) -> Argv:
+    return [script(settings, AUDIT_SCRIPT), record]
 
 
 def make_upload_dir(purpose: str) -> Argv:
@@ -114,9 +114,9 @@ def unpack(archive: str, into: str) -> Argv:
     return ["tar", "-xf", archive, "-C", into]
 
 
-def install_bundle(s: Settings, unpacked: str) -> Argv:
+def install_bundle(settings: Settings, unpacked: str) -> Argv:
     """Through bash: the upload folder may sit on a noexec /tmp."""
-    return ["bash", f"{unpacked}/{contract.SCRIPTS_DIR}/{INSTALL_SCRIPT}", home(s), s.nas_app_dir]
+    return ["bash", f"{unpacked}/{contract.SCRIPTS_DIR}/{INSTALL_SCRIPT}", home(settings), settings.nas_app_dir]
 
 
 def remove_upload_dir(path: str) -> Argv:

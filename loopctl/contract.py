@@ -3,7 +3,7 @@
 Why a file both sides read: the names and numbers the scripts use on the NAS and the
 ones Python uses here must agree, and a copy on each side of the SSH boundary drifts.
 `scripts/contract.env` is the one home of each; bash sources it, this module parses it
-(plain NAME=value lines), and `tests/unit/test_contract.py` checks the scripts use it.
+(plain NAME=value lines), and `tests/scripts/test_contract.py` checks the scripts use it.
 """
 
 from __future__ import annotations

@@ -25,15 +25,15 @@ from .stack import table
 from .sync import local_sync
 
 
-def preflight(s: Session, allow_drift: bool) -> None:
+def preflight(session: Session, allow_drift: bool) -> None:
     """Refuse before changing anything: drifted scripts, another change running, a NAS that
     lacks a tool or whose loopctl home is not root's alone."""
-    drift, state = gather(s.nas, install.DRIFT, STATUS)
+    drift, state = gather(session.nas, install.DRIFT, STATUS)
     if not install.is_in_sync(drift) or not state.installed:
         message = f"the NAS scripts do not match this checkout: {install.describe_drift(drift)}"
         if not allow_drift or len(drift["missing"]) == drift["files"]:
             raise Refused(message + "; or pass --allow-drift to deploy with the NAS copies anyway")
-        s.warn(message)
+        session.warn(message)
     if state.lock:
         raise Locked(state.lock)
     if state.home_problems:
@@ -42,15 +42,15 @@ def preflight(s: Session, allow_drift: bool) -> None:
         raise Refused(f"the NAS lacks what the scripts use: {'; '.join(state.tool_problems)}")
 
 
-def script_flags(s: Session, verify_seconds: int) -> list[str]:
-    return ["--performer", performer(), "--health-timeout", str(s.settings.deploy_health_timeout),
+def script_flags(session: Session, verify_seconds: int) -> list[str]:
+    return ["--performer", performer(), "--health-timeout", str(session.settings.deploy_health_timeout),
             "--verify-seconds", str(verify_seconds)]
 
 
-def run_script(s: Session, name: str, flags: list[str]) -> dict[str, str]:
+def run_script(session: Session, name: str, flags: list[str]) -> dict[str, str]:
     """Run a NAS change script detached, stream its log; returns the fields of its summary line."""
     try:
-        result = s.nas.change(commands.detach(s.settings, name, flags), stream=True, ok=None)
+        result = session.nas.change(commands.detach(session.settings, name, flags), stream=True, ok=None)
     except KeyboardInterrupt:
         print(f"\n{name} goes on on the NAS without this terminal; `inv status` shows when it is done",
               file=sys.stderr)
@@ -80,33 +80,33 @@ def parse_summary(output: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", line))
 
 
-def show_summary(s: Session, summary: dict[str, str], started: float, sync_seconds: float | None) -> None:
+def show_summary(session: Session, summary: dict[str, str], started: float, sync_seconds: float | None) -> None:
     if not summary:
         return
-    s.say(f"==> {summary.get('old', '?')} -> {summary.get('new', '?')} on {summary.get('color', '?')} "
+    session.say(f"==> {summary.get('old', '?')} -> {summary.get('new', '?')} on {summary.get('color', '?')} "
           f"in {time.monotonic() - started:.1f}s")
     timings = [("sync", f"{sync_seconds:.1f}s" if sync_seconds is not None else None)]
     timings += [(key, summary.get(key)) for key in ("build", "healthy", "switch", "verify")]
-    s.say("    " + "  ".join(f"{key} {value}" for key, value in timings if value))
+    session.say("    " + "  ".join(f"{key} {value}" for key, value in timings if value))
 
 
 # --- the release definition ---------------------------------------------------------------------
 
-def commit_to_deploy(s: Session, sync: bool) -> str:
+def commit_to_deploy(session: Session, sync: bool) -> str:
     """The full commit id, always from this workstation: what local-sync pushed, or with
     --no-sync this checkout's HEAD (the NAS checkout must already have it). Never the NAS
     checkout's HEAD: the app writes that .git. The NAS builds exactly this commit."""
     if sync:
-        return local_sync(s).pushed_to
-    commit = s.local.probe(commands.head(str(s.settings.local_repo)), ok=(0, 128)).stdout.strip()
+        return local_sync(session).pushed_to
+    commit = session.local.probe(commands.head(str(session.settings.local_repo)), ok=(0, 128)).stdout.strip()
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
-        raise Refused(f"{s.settings.local_repo} is not a git checkout with a commit (LOCAL_REPO)")
+        raise Refused(f"{session.settings.local_repo} is not a git checkout with a commit (LOCAL_REPO)")
     return commit
 
 
-def prepare_release(s: Session, commit: str) -> stackdef.Release | None:
+def prepare_release(session: Session, commit: str) -> stackdef.Release | None:
     """Resolve the app's compose file at `commit` on the NAS and write this release's stack from it."""
-    result = s.nas.change(commands.prepare(s.settings, commit), ok=None)
+    result = session.nas.change(commands.prepare(session.settings, commit), ok=None)
     if result is None:
         return None
     if result.exited != 0:
@@ -118,60 +118,62 @@ def prepare_release(s: Session, commit: str) -> stackdef.Release | None:
         if result.exited == contract.EXIT_REFUSED:
             raise Refused(reason)
         raise RemoteFailed(f"prepare.sh failed (exit {result.exited}): {reason}")
-    release = stackdef.build_release(stackdef.parse_prepared(result.stdout), s.settings, commit)
+    release = stackdef.build_release(stackdef.parse_prepared(result.stdout), session.settings, commit)
     for note in release.notes:
-        s.say(f"    {note}")
+        session.say(f"    {note}")
     return release
 
 
 @contextmanager
-def uploaded(s: Session, release: stackdef.Release | None) -> Iterator[str]:
+def uploaded(session: Session, release: stackdef.Release | None) -> Iterator[str]:
     """The release definition in a private temporary folder of the SSH user's, for the script to
     copy into the loopctl home; removed afterwards. It holds the app's environment, so it never
     touches the workstation's disk."""
-    made = s.nas.change(commands.make_upload_dir("release"), sudo=False)
+    made = session.nas.change(commands.make_upload_dir("release"), sudo=False)
     folder = made.stdout.strip() if made else "/tmp/loopctl-release.XXXXXX"
     try:
         for name in (contract.RELEASE_STACK_FILE, contract.RELEASE_ENV_FILE):
             if release is None:  # --dry: prepare.sh did not run, so there is nothing to write yet
-                s.nas.show(["sftp-put", f"<{name} from the resolved compose file>", f"{folder}/{name}"], sudo=False)
+                session.nas.show(["sftp-put", f"<{name} from the resolved compose file>", f"{folder}/{name}"],
+                                 sudo=False)
             else:
                 content = release.stack_json() if name == contract.RELEASE_STACK_FILE else release.release_env()
-                s.nas.put_bytes(content.encode(), f"{folder}/{name}")
+                session.nas.put_bytes(content.encode(), f"{folder}/{name}")
         yield folder
     finally:
-        s.nas.change(commands.remove_upload_dir(folder), sudo=False)
+        session.nas.change(commands.remove_upload_dir(folder), sudo=False)
 
 
-def change_flags(s: Session, commit: str, folder: str) -> list[str]:
-    return ["--commit", commit, "--release", folder, "--build-timeout", str(s.settings.deploy_build_timeout)]
+def change_flags(session: Session, commit: str, folder: str) -> list[str]:
+    return ["--commit", commit, "--release", folder, "--build-timeout", str(session.settings.deploy_build_timeout)]
 
 
 # --- the verbs ------------------------------------------------------------------------------------
 
-def rebuild(s: Session, sync: bool, allow_drift: bool) -> None:
+def rebuild(session: Session, sync: bool, allow_drift: bool) -> None:
     started = time.monotonic()
-    preflight(s, allow_drift)
-    commit = commit_to_deploy(s, sync)
+    preflight(session, allow_drift)
+    commit = commit_to_deploy(session, sync)
     sync_seconds = time.monotonic() - started if sync else None
-    release = prepare_release(s, commit)
-    with uploaded(s, release) as folder:
-        summary = run_script(s, commands.DEPLOY_SCRIPT, script_flags(s, s.settings.deploy_verify_seconds)
-                             + change_flags(s, commit, folder))
-    show_summary(s, summary, started, sync_seconds)
+    release = prepare_release(session, commit)
+    with uploaded(session, release) as folder:
+        summary = run_script(session, commands.DEPLOY_SCRIPT,
+                             script_flags(session, session.settings.deploy_verify_seconds)
+                             + change_flags(session, commit, folder))
+    show_summary(session, summary, started, sync_seconds)
 
 
-def rollback(s: Session, to: str | None) -> None:
+def rollback(session: Session, to: str | None) -> None:
     started = time.monotonic()
     if to is not None and not re.fullmatch(r"[0-9a-f]{4,40}", to):
         raise ConfigError(f"--to takes a commit id (4 to 40 hex digits), not {to!r}")
-    preflight(s, allow_drift=True)
-    flags = script_flags(s, s.settings.rollback_verify_seconds) + (["--to", to] if to else [])
-    show_summary(s, run_script(s, commands.ROLLBACK_SCRIPT, flags), started, None)
+    preflight(session, allow_drift=True)
+    flags = script_flags(session, session.settings.rollback_verify_seconds) + (["--to", to] if to else [])
+    show_summary(session, run_script(session, commands.ROLLBACK_SCRIPT, flags), started, None)
 
 
-def confirm_rebuild_all(s: Session, yes: bool) -> None:
-    if yes or s.dry:
+def confirm_rebuild_all(session: Session, yes: bool) -> None:
+    if yes or session.dry:
         return
     if not sys.stdin.isatty():
         raise Refused("rebuild-all ends every session and replaces the OAuth keys; "
@@ -182,26 +184,27 @@ def confirm_rebuild_all(s: Session, yes: bool) -> None:
         raise Refused("not confirmed; nothing changed")
 
 
-def rebuild_all(s: Session, yes: bool, sync: bool) -> None:
+def rebuild_all(session: Session, yes: bool, sync: bool) -> None:
     started = time.monotonic()
-    confirm_rebuild_all(s, yes)
-    preflight(s, allow_drift=False)
-    commit = commit_to_deploy(s, sync)
-    release = prepare_release(s, commit)
-    with uploaded(s, release) as folder:
-        run_script(s, commands.REBUILD_ALL_SCRIPT, script_flags(s, s.settings.deploy_verify_seconds)
-                   + change_flags(s, commit, folder))
-    if not s.dry:
-        s.say(f"==> done in {time.monotonic() - started:.1f}s; to restore the old keys see README "
+    confirm_rebuild_all(session, yes)
+    preflight(session, allow_drift=False)
+    commit = commit_to_deploy(session, sync)
+    release = prepare_release(session, commit)
+    with uploaded(session, release) as folder:
+        run_script(session, commands.REBUILD_ALL_SCRIPT,
+                   script_flags(session, session.settings.deploy_verify_seconds)
+                   + change_flags(session, commit, folder))
+    if not session.dry:
+        session.say(f"==> done in {time.monotonic() - started:.1f}s; to restore the old keys see README "
               f"'Restoring OAuth keys'")
 
 
-def releases(s: Session, lines: int) -> None:
-    history, state = gather(s.nas, releases_fact(lines), STATUS)
+def releases(session: Session, lines: int) -> None:
+    history, state = gather(session.nas, releases_fact(lines), STATUS)
     if not history:
-        s.say("no releases recorded yet")
+        session.say("no releases recorded yet")
         return
     rows = [("TIME", "KIND", "COMMIT", "COLOR", "BY")]
     rows += [(r["time"], r["kind"], r["commit"], r["color"], r["performer"]) for r in history]
-    s.say(table(rows))
-    s.say(f"live color now: {state.live or 'none'}")
+    session.say(table(rows))
+    session.say(f"live color now: {state.live or 'none'}")

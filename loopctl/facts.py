@@ -72,13 +72,13 @@ class NasState:
     installed: bool = True
 
 
-def parse_status(out: Output, s: Settings) -> NasState:
+def parse_status(out: Output, settings: Settings) -> NasState:
     if out.exited != 0:
         if "command not found" in out.stderr or "No such file" in out.stderr:
             # facts.sh is not there: nothing is installed yet (drift says so to the user).
             return NasState(None, "missing", None, {}, installed=False)
         if "password is required" in out.stderr or "not allowed" in out.stderr:
-            raise AuthFailed(f"sudo refused {commands.script(s, commands.FACTS_SCRIPT)}: {out.tail(1)} "
+            raise AuthFailed(f"sudo refused {commands.script(settings, commands.FACTS_SCRIPT)}: {out.tail(1)} "
                              f"(see the README's sudoers lines)")
         raise RemoteFailed(f"{commands.FACTS_SCRIPT} status exited {out.exited}: {out.tail()}")
     live, upstream, lock, journal = None, "missing", None, {}
@@ -103,33 +103,34 @@ def parse_status(out: Output, s: Settings) -> NasState:
             # Docker keeps the last health status of a stopped container; it means nothing then.
             health = health if state == "running" and health else "-"
             containers.append(Container(name.lstrip("/"), state, health, image, started, service))
-    return NasState(live, upstream, lock, journal, home, tools, sorted(containers, key=container_order(s)))
+    return NasState(live, upstream, lock, journal, home, tools, sorted(containers, key=container_order(settings)))
 
 
-def container_order(s: Settings) -> Callable[[Container], tuple]:
-    first = [contract.PROXY_CONTAINER, *(f"{s.api_service}-{c}" for c in contract.COLORS)]
+def container_order(settings: Settings) -> Callable[[Container], tuple]:
+    first = [contract.PROXY_CONTAINER, *(f"{settings.api_service}-{c}" for c in contract.COLORS)]
     return lambda c: (first.index(c.name) if c.name in first else len(first), c.name)
 
 
-STATUS = Fact("status", lambda s: commands.facts(s, "status"), parse_status, sudo=True, ok=(0, 1, 127))
+STATUS = Fact("status", lambda settings: commands.facts(settings, "status"), parse_status, sudo=True, ok=(0, 1, 127))
 
 
-def parse_lock(out: Output, s: Settings) -> str | None:
+def parse_lock(out: Output, settings: Settings) -> str | None:
     if out.exited != contract.EXIT_LOCKED:
         return None
     return out.stdout.strip() or "a change is running"
 
 
-LOCK = Fact("lock", lambda s: commands.facts(s, "lock"), parse_lock, sudo=True, ok=(0, contract.EXIT_LOCKED))
+LOCK = Fact("lock", lambda settings: commands.facts(settings, "lock"), parse_lock, sudo=True,
+            ok=(0, contract.EXIT_LOCKED))
 
 
 # --- the app checkout (as the SSH user) ---------------------------------------------------------
 
-CHECKOUT_COMMIT = Fact("checkout commit", lambda s: commands.nas_head(s.nas_app_dir),
-                       lambda out, s: out.stdout.strip() if out.exited == 0 else "", ok=(0, 128))
+CHECKOUT_COMMIT = Fact("checkout commit", lambda settings: commands.nas_head(settings.nas_app_dir),
+                       lambda out, settings: out.stdout.strip() if out.exited == 0 else "", ok=(0, 128))
 
-CHECKOUT_BRANCH = Fact("checkout branch", lambda s: commands.nas_current_branch(s.nas_app_dir),
-                       lambda out, s: out.stdout.strip(), ok=(0, 1, 128))
+CHECKOUT_BRANCH = Fact("checkout branch", lambda settings: commands.nas_current_branch(settings.nas_app_dir),
+                       lambda out, settings: out.stdout.strip(), ok=(0, 1, 128))
 
 # Keys git may hold in the checkout's own config: what clone, fetch and branches write. Any
 # other (hooks paths, filters, fsmonitor, includes, ssh commands, URL rewrites...) can make
@@ -142,13 +143,13 @@ SAFE_GIT_KEYS = re.compile(
     r"|user\.(name|email)|pull\.(rebase|ff)|init\.defaultbranch|extensions\.objectformat")
 
 
-def parse_git_config(out: Output, s: Settings) -> list[str]:
+def parse_git_config(out: Output, settings: Settings) -> list[str]:
     """The keys of the checkout's git config that are not on the allow-list."""
     keys = [line.strip().lower() for line in out.stdout.splitlines() if line.strip()]
     return sorted({key for key in keys if not SAFE_GIT_KEYS.fullmatch(key)})
 
 
-CHECKOUT_CONFIG = Fact("checkout git config", lambda s: commands.checkout_config(s.nas_app_dir),
+CHECKOUT_CONFIG = Fact("checkout git config", lambda settings: commands.checkout_config(settings.nas_app_dir),
                        parse_git_config, ok=(0, 1, 128))
 
 
@@ -162,5 +163,6 @@ def parse_releases(text: str) -> list[dict[str, str]]:
 
 
 def releases(lines: int) -> Fact[list[dict[str, str]]]:
-    return Fact("releases", lambda s: commands.tail_file(commands.in_home(s, contract.RELEASES_FILE), lines),
-                lambda out, s: parse_releases(out.stdout), ok=(0, 1))
+    return Fact("releases",
+                lambda settings: commands.tail_file(commands.in_home(settings, contract.RELEASES_FILE), lines),
+                lambda out, settings: parse_releases(out.stdout), ok=(0, 1))

@@ -24,25 +24,25 @@ DEPLOY_FILES = (f"{contract.NGINX_CONF_DIR}/nginx.conf",)
 SCRIPT_FILES = ("scripts/contract.env",)
 
 
-def stack_env(s: Settings) -> str:
+def stack_env(settings: Settings) -> str:
     """What the NAS scripts read (lib.sh STACK_FIELDS, exactly); every value passed the settings' checks."""
     values = {
-        "DOCKER": s.nas_docker,
-        "COMPOSE_VERSION": s.stack_compose,
-        "APP_DIR": s.nas_app_dir,
-        "APP_COMPOSE_FILE": s.app_compose_file,
-        "API_SERVICE": s.api_service,
-        "KEEP_RELEASES": s.keep_releases,
+        "DOCKER": settings.nas_docker,
+        "COMPOSE_VERSION": settings.stack_compose,
+        "APP_DIR": settings.nas_app_dir,
+        "APP_COMPOSE_FILE": settings.app_compose_file,
+        "API_SERVICE": settings.api_service,
+        "KEEP_RELEASES": settings.keep_releases,
     }
     lines = ["# Written by `inv setup` from the workstation's settings: change them there, run it again."]
     return "\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n"
 
 
-def bundle(s: Settings) -> dict[str, bytes]:
+def bundle(settings: Settings) -> dict[str, bytes]:
     """Path inside the loopctl home -> content."""
     files = {f"scripts/{p.name}": p.read_bytes() for p in sorted((PROJECT_DIR / "scripts").glob("*.sh"))}
     files.update({path: (PROJECT_DIR / path).read_bytes() for path in (*SCRIPT_FILES, *DEPLOY_FILES)})
-    files[contract.STACK_ENV_FILE] = stack_env(s).encode()
+    files[contract.STACK_ENV_FILE] = stack_env(settings).encode()
     return files
 
 
@@ -74,10 +74,10 @@ def parse_sha256sum(text: str, prefix: str) -> dict[str, str]:
     return found
 
 
-def parse_drift(out: Output, s: Settings) -> dict:
+def parse_drift(out: Output, settings: Settings) -> dict:
     """{'files': n, 'changed': [...], 'missing': [...]} of the NAS copies against the local bundle."""
-    wanted = checksums(bundle(s))
-    found = parse_sha256sum(out.stdout, commands.home(s) + "/")
+    wanted = checksums(bundle(settings))
+    found = parse_sha256sum(out.stdout, commands.home(settings) + "/")
     return {
         "files": len(wanted),
         "missing": [p for p in wanted if p not in found],
@@ -85,7 +85,8 @@ def parse_drift(out: Output, s: Settings) -> dict:
     }
 
 
-DRIFT = Fact("drift", lambda s: commands.checksums([commands.in_home(s, p) for p in checksums(bundle(s))]),
+DRIFT = Fact("drift",
+             lambda settings: commands.checksums([commands.in_home(settings, p) for p in checksums(bundle(settings))]),
              parse_drift, ok=(0, 1))
 
 
@@ -106,16 +107,16 @@ def is_in_sync(d: dict) -> bool:
     return not d["missing"] and not d["changed"]
 
 
-def setup(s: Session) -> None:
-    nas, files = s.nas, bundle(s.settings)
-    s.say(f"==> installing {len(files)} files into {commands.home(s.settings)} on {nas.where}")
+def setup(session: Session) -> None:
+    nas, files = session.nas, bundle(session.settings)
+    session.say(f"==> installing {len(files)} files into {commands.home(session.settings)} on {nas.where}")
     made = nas.change(commands.make_upload_dir("setup"), sudo=False)
     upload_dir = made.stdout.strip() if made else "/tmp/loopctl-setup.XXXXXX"
     try:
         nas.put_bytes(archive(files), f"{upload_dir}/bundle.tar")
         nas.change(commands.unpack(f"{upload_dir}/bundle.tar", upload_dir), sudo=False)
         try:
-            result = nas.change(commands.install_bundle(s.settings, upload_dir), sudo=True,
+            result = nas.change(commands.install_bundle(session.settings, upload_dir), sudo=True,
                                 ok=(0, contract.EXIT_USAGE, contract.EXIT_LOCKED, contract.EXIT_REFUSED))
         except AuthFailed as error:
             raise AuthFailed(f"{error} (the installer runs as root from a temporary folder, so `inv setup` "
@@ -129,16 +130,16 @@ def setup(s: Session) -> None:
                       result.tail(1))
         error = Refused if result.exited in (contract.EXIT_REFUSED, contract.EXIT_LOCKED) else RemoteFailed
         raise error(f"setup: {reason}")
-    s.say(result.stdout.rstrip())
+    session.say(result.stdout.rstrip())
     d = drift(nas)
     if not is_in_sync(d):
         raise RemoteFailed(f"installed files do not match the bundle: {describe_drift(d)}")
-    s.say(f"==> scripts {describe_drift(d)}")
+    session.say(f"==> scripts {describe_drift(d)}")
     state = read(nas, STATUS)
     for problem in state.tool_problems:
-        s.warn(f"the NAS lacks what the scripts use: {problem}")
+        session.warn(f"the NAS lacks what the scripts use: {problem}")
     for problem in state.home_problems:
-        s.warn(f"the loopctl home is not safe: {problem}")
+        session.warn(f"the loopctl home is not safe: {problem}")
     if state.tool_problems or state.home_problems:
         raise Refused("the NAS is not ready for deploys (see the warnings above)")
-    s.say("==> the NAS has every tool the scripts use; the loopctl home is root's alone")
+    session.say("==> the NAS has every tool the scripts use; the loopctl home is root's alone")

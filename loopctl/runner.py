@@ -259,25 +259,25 @@ class Nas(Runner):
         import paramiko
         from fabric import Config, Connection
 
-        s = self.settings
-        known_hosts = str(s.nas_known_hosts)
-        if not s.nas_known_hosts.is_file():
+        settings = self.settings
+        known_hosts = str(settings.nas_known_hosts)
+        if not settings.nas_known_hosts.is_file():
             raise HostKeyError(f"NAS_KNOWN_HOSTS file {known_hosts} does not exist; pin the NAS host key first "
                                f"(see README: 'Pin the host key')")
         # The SSH banner and the authentication get the same bound as the TCP connect.
-        connect_kwargs = {"banner_timeout": s.nas_connect_timeout, "auth_timeout": s.nas_connect_timeout,
-                          **({"key_filename": [str(s.nas_ssh_key)]} if s.nas_ssh_key else {})}
+        connect_kwargs = {"banner_timeout": settings.nas_connect_timeout, "auth_timeout": settings.nas_connect_timeout,
+                          **({"key_filename": [str(settings.nas_ssh_key)]} if settings.nas_ssh_key else {})}
         # ~/.ssh/config is read (aliases, keys, ProxyJump), but the agent is never forwarded: the
         # NAS runs what others deploy, and a forwarded agent lets root there log in as you.
-        conn = Connection(s.nas_host, user=s.nas_user, port=s.nas_port, connect_timeout=s.nas_connect_timeout,
-                          connect_kwargs=connect_kwargs, forward_agent=False,
-                          config=Config(overrides={"load_ssh_configs": True}))
+        conn = Connection(settings.nas_host, user=settings.nas_user, port=settings.nas_port,
+                          connect_timeout=settings.nas_connect_timeout, connect_kwargs=connect_kwargs,
+                          forward_agent=False, config=Config(overrides={"load_ssh_configs": True}))
         hop = conn
         while isinstance(hop, Connection):  # the NAS, then each ProxyJump host: all pinned
             hop.client.load_system_host_keys(known_hosts)
             hop.client.set_missing_host_key_policy(PinnedHostKeys(known_hosts))
             hop.forward_agent = False
-            hop.connect_timeout = hop.connect_timeout or s.nas_connect_timeout
+            hop.connect_timeout = hop.connect_timeout or settings.nas_connect_timeout
             hop = hop.gateway
         try:
             conn.open()
@@ -288,15 +288,16 @@ class Nas(Runner):
                                f"{known_hosts} differs): possible interception; refusing. If the NAS was "
                                f"reinstalled, verify the new key on its console and replace the pinned line") from None
         except paramiko.AuthenticationException:
-            raise AuthFailed(f"SSH login as {s.nas_user} on {s.nas_host}:{s.nas_port} was refused "
+            raise AuthFailed(f"SSH login as {settings.nas_user} on {settings.nas_host}:{settings.nas_port} was refused "
                              f"(check NAS_USER, NAS_SSH_KEY or your ssh-agent)") from None
         except (socket.timeout, TimeoutError):
-            raise Unreachable(f"cannot reach {self.where}: no answer within {s.nas_connect_timeout:g}s") from None
+            raise Unreachable(f"cannot reach {self.where}: no answer within "
+                              f"{settings.nas_connect_timeout:g}s") from None
         except paramiko.SSHException as exc:
             # A port that accepts but never speaks SSH ends in a banner timeout, or this.
             if "banner" in str(exc) or "No existing session" in str(exc):
                 raise Unreachable(f"cannot reach {self.where}: no SSH answer within "
-                                  f"{s.nas_connect_timeout:g}s (is SSH on that port?)") from None
+                                  f"{settings.nas_connect_timeout:g}s (is SSH on that port?)") from None
             raise Unreachable(f"cannot reach {self.where}: SSH handshake failed: {exc}") from None
         except OSError as exc:
             raise Unreachable(f"cannot reach {self.where}: {describe(exc)}") from None

@@ -231,7 +231,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AUDIT_LOG", "~/.local/state/loopctl/audit.jsonl", local_path, "local copy of the audit trail"),
 )
 
-BY_NAME = {s.name: s for s in SETTINGS}
+BY_NAME = {setting.name: setting for setting in SETTINGS}
 SSH_REQUIRED = ("NAS_HOST", "NAS_USER")
 
 
@@ -258,15 +258,15 @@ class Settings:
         settings, the path and query of secret URLs (where their tokens sit), and credentials
         written into any URL (`https://user:pass@host`)."""
         found = []
-        for s in SETTINGS:
-            value = self._values.get(s.name)
+        for setting in SETTINGS:
+            value = self._values.get(setting.name)
             if not value:
                 continue
-            if s.secret:
+            if setting.secret:
                 found.append(value)
-            if s.parse is url:
+            if setting.parse is url:
                 parts = urlsplit(value)
-                if s.secret:
+                if setting.secret:
                     found += [part for part in (parts.path, parts.query) if len(part) > 1]
                 userinfo, at, _ = parts.netloc.rpartition("@")
                 if at:
@@ -278,19 +278,19 @@ class Settings:
     def redacted(self) -> list[tuple[str, str, str]]:
         """(name, shown value, source) for `inv config`: secrets and URL credentials never shown."""
         rows = []
-        for s in SETTINGS:
-            value = self._values.get(s.name)
+        for setting in SETTINGS:
+            value = self._values.get(setting.name)
             if value in (None, ""):
                 shown = "(not set)"
-            elif s.secret:
+            elif setting.secret:
                 shown = "(set, redacted)"
-            elif s.parse is url:
+            elif setting.parse is url:
                 shown = without_credentials(value)
             elif isinstance(value, bool):
                 shown = "1" if value else "0"
             else:
                 shown = printable(str(value))
-            rows.append((s.name, shown, self._sources.get(s.name, "default")))
+            rows.append((setting.name, shown, self._sources.get(setting.name, "default")))
         return rows
 
 
@@ -307,7 +307,7 @@ _warned: set[str] = set()
 
 def warn_if_readable(path: Path, file_values: Mapping[str, str]) -> None:
     """Once per file: a settings file holding a secret must not be readable by other users."""
-    held = [s.name for s in SETTINGS if s.secret and file_values.get(s.name)]
+    held = [setting.name for setting in SETTINGS if setting.secret and file_values.get(setting.name)]
     where = os.path.abspath(path)
     if not held or where in _warned or not path.stat().st_mode & 0o044:
         return
@@ -328,20 +328,20 @@ def load(environ: Mapping[str, str] = os.environ) -> Settings:
         warn_if_readable(path, file_values)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for s in SETTINGS:
-        if s.name in environ:
-            raw, source = environ[s.name], "environment"
-        elif s.name in file_values:
-            raw, source = file_values[s.name], str(path)
+    for setting in SETTINGS:
+        if setting.name in environ:
+            raw, source = environ[setting.name], "environment"
+        elif setting.name in file_values:
+            raw, source = file_values[setting.name], str(path)
         else:
-            raw, source = s.default, "default"
-        if raw is None or (raw == "" and s.default in (None, "")):
-            values[s.name] = raw
+            raw, source = setting.default, "default"
+        if raw is None or (raw == "" and setting.default in (None, "")):
+            values[setting.name] = raw
         else:
             try:
-                values[s.name] = s.parse(raw if s.parse is secret else raw.strip())
+                values[setting.name] = setting.parse(raw if setting.parse is secret else raw.strip())
             except ValueError as exc:
-                shown = "'<redacted>'" if s.secret or (s.parse is url and "@" in raw) else repr(raw)
-                raise ConfigError(f"{s.name}={shown} is invalid: {exc}") from None
-        sources[s.name] = source
+                shown = "'<redacted>'" if setting.secret or (setting.parse is url and "@" in raw) else repr(raw)
+                raise ConfigError(f"{setting.name}={shown} is invalid: {exc}") from None
+        sources[setting.name] = source
     return Settings(values, sources)

@@ -46,18 +46,18 @@ def refuse_during_deploy(nas: Nas) -> None:
         raise Locked(holder)
 
 
-def live_container(s: Session, state: NasState | None = None) -> str:
-    state = state or read(s.nas, STATUS)
+def live_container(session: Session, state: NasState | None = None) -> str:
+    state = state or read(session.nas, STATUS)
     if state.live == "app":
-        legacy = next((c.name for c in state.containers if c.service == s.settings.api_service), None)
+        legacy = next((c.name for c in state.containers if c.service == session.settings.api_service), None)
         if legacy:
             return legacy
     if state.live not in contract.COLORS:
         raise Refused("nothing is live yet (no deploy has switched nginx): run `inv rebuild` first")
-    return commands.container(s.settings, "api", state.live)
+    return commands.container(session.settings, "api", state.live)
 
 
-def problems(state: NasState, s: Session) -> list[str]:
+def problems(state: NasState, session: Session) -> list[str]:
     """What `inv status` must not keep quiet about."""
     found = [f"the loopctl home is not safe: {p}" for p in state.home_problems]
     found += [f"the NAS lacks: {p}" for p in state.tool_problems]
@@ -70,7 +70,8 @@ def problems(state: NasState, s: Session) -> list[str]:
         if proxy is None or proxy.state != "running":
             found.append(f"the proxy {contract.PROXY_CONTAINER} is {proxy.state if proxy else 'missing'}: nothing "
                          f"serves port traffic; `inv rebuild` or `inv rollback` brings it back")
-        live = next((c for c in state.containers if c.name == commands.container(s.settings, "api", state.live)), None)
+        live = next((c for c in state.containers
+                     if c.name == commands.container(session.settings, "api", state.live)), None)
         if live is None or live.state != "running":
             found.append(f"the live color's container is {live.state if live else 'missing'}: `inv rollback` or "
                          f"`inv rebuild` puts a release back")
@@ -80,19 +81,20 @@ def problems(state: NasState, s: Session) -> list[str]:
     return found
 
 
-def status(s: Session, as_json: bool) -> None:
-    state, checkout, drift, git_config = gather(s.nas, STATUS, CHECKOUT_COMMIT, install.DRIFT, CHECKOUT_CONFIG)
+def status(session: Session, as_json: bool) -> None:
+    state, checkout, drift, git_config = gather(session.nas, STATUS, CHECKOUT_COMMIT, install.DRIFT, CHECKOUT_CONFIG)
     live = None
     if state.live in contract.COLORS:
-        live = next((c for c in state.containers if c.name == commands.container(s.settings, "api", state.live)), None)
+        live = next((c for c in state.containers
+                     if c.name == commands.container(session.settings, "api", state.live)), None)
     now = datetime.now(timezone.utc)
-    trouble = problems(state, s)
+    trouble = problems(state, session)
     if git_config:
         trouble.append(f"the checkout's git config has keys loopctl refuses to run git with: {', '.join(git_config)}")
     report = {
-        "host": s.nas.where,
-        "app_dir": s.settings.nas_app_dir,
-        "loopctl_dir": s.settings.nas_loopctl_dir,
+        "host": session.nas.where,
+        "app_dir": session.settings.nas_app_dir,
+        "loopctl_dir": session.settings.nas_loopctl_dir,
         "live_color": state.live,
         "deployed_commit": live.commit if live else None,
         "checkout_commit": checkout or None,
@@ -105,23 +107,23 @@ def status(s: Session, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    legacy = next((c.name for c in state.containers if c.service == s.settings.api_service), "?")
+    legacy = next((c.name for c in state.containers if c.service == session.settings.api_service), "?")
     shown_live = {"app": f"app ({legacy}, the app's own compose container; `inv rebuild` takes over its port)"}.get(
         state.live or "", state.live)
-    s.say(f"NAS        {report['host']}  {report['app_dir']}  (loopctl: {report['loopctl_dir']})")
-    s.say(f"live       {shown_live or 'none'}" + (f"  commit {live.commit}" if live else ""))
-    s.say(f"checkout   {checkout[:12] if checkout else 'not a git checkout'}")
-    s.say(f"scripts    {install.describe_drift(drift)}")
-    s.say(f"deploy     {'running: ' + state.lock if state.lock else 'idle'}")
+    session.say(f"NAS        {report['host']}  {report['app_dir']}  (loopctl: {report['loopctl_dir']})")
+    session.say(f"live       {shown_live or 'none'}" + (f"  commit {live.commit}" if live else ""))
+    session.say(f"checkout   {checkout[:12] if checkout else 'not a git checkout'}")
+    session.say(f"scripts    {install.describe_drift(drift)}")
+    session.say(f"deploy     {'running: ' + state.lock if state.lock else 'idle'}")
     for problem in trouble:
-        s.say(f"PROBLEM    {problem}")
+        session.say(f"PROBLEM    {problem}")
     rows = [("CONTAINER", "STATE", "HEALTH", "IMAGE", "UP")]
     rows += [(c["name"] + (" *" if live and c["name"] == live.name else ""), c["state"], c["health"],
               c["image"], c["uptime"] or "-") for c in report["containers"]]
-    s.say()
-    s.say(table(rows))
+    session.say()
+    session.say(table(rows))
     if not state.containers:
-        s.say("(no LOOP containers on the NAS yet)")
+        session.say("(no LOOP containers on the NAS yet)")
 
 
 def table(rows: list[tuple[str, ...]]) -> str:
@@ -129,7 +131,7 @@ def table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def log_target(s: Session, service: str, color: str | None) -> str:
+def log_target(session: Session, service: str, color: str | None) -> str:
     if service not in commands.SERVICES:
         raise ConfigError(f"--service must be one of {', '.join(commands.SERVICES)}, not {service!r}")
     if color is not None and color not in contract.COLORS:
@@ -139,24 +141,24 @@ def log_target(s: Session, service: str, color: str | None) -> str:
     if service == "proxy":
         return contract.PROXY_CONTAINER
     if service == "api":
-        return commands.container(s.settings, "api", color) if color else live_container(s)
-    state = read(s.nas, STATUS)
-    found = next((c.name for c in state.containers if c.service == s.settings.auth_service), None)
+        return commands.container(session.settings, "api", color) if color else live_container(session)
+    state = read(session.nas, STATUS)
+    found = next((c.name for c in state.containers if c.service == session.settings.auth_service), None)
     if not found:
-        raise Refused(f"no container of the {s.settings.auth_service!r} service (AUTH_SERVICE) on the NAS")
+        raise Refused(f"no container of the {session.settings.auth_service!r} service (AUTH_SERVICE) on the NAS")
     return found
 
 
 SINCE = re.compile(r"\d+[smhd]|\d{4}-\d\d-\d\d(T[\d:.]+Z?)?")
 
 
-def logs(s: Session, tail: int, follow: bool, since: str | None, service: str, color: str | None) -> None:
+def logs(session: Session, tail: int, follow: bool, since: str | None, service: str, color: str | None) -> None:
     if since is not None and not SINCE.fullmatch(since):
         raise ConfigError(f"--since takes a duration like 10m, 2h, 1d or a date like 2026-11-25, not {since!r}")
-    name = log_target(s, service, color)
-    argv = commands.logs(s.settings, name, tail, since, follow)
+    name = log_target(session, service, color)
+    argv = commands.logs(session.settings, name, tail, since, follow)
     if not follow:
-        out = s.nas.probe(argv, sudo=True)
+        out = session.nas.probe(argv, sudo=True)
         sys.stdout.write(out.stdout + out.stderr)
         return
     interrupted = False
@@ -168,7 +170,7 @@ def logs(s: Session, tail: int, follow: bool, since: str | None, service: str, c
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = s.nas.follow(argv, sudo=True)
+        result = session.nas.follow(argv, sudo=True)
     finally:
         signal.signal(signal.SIGINT, previous)
     if interrupted:
@@ -177,25 +179,25 @@ def logs(s: Session, tail: int, follow: bool, since: str | None, service: str, c
         raise RemoteFailed(f"`docker logs` for {name} exited {result.exited}: {result.tail()}")
 
 
-def restart(s: Session, timeout: float) -> None:
-    refuse_during_deploy(s.nas)
-    name = live_container(s)
-    s.say(f"==> restarting {name}")
-    s.nas.change(commands.restart(s.settings, name))
-    if s.dry:
+def restart(session: Session, timeout: float) -> None:
+    refuse_during_deploy(session.nas)
+    name = live_container(session)
+    session.say(f"==> restarting {name}")
+    session.nas.change(commands.restart(session.settings, name))
+    if session.dry:
         return
     # The NAS scripts' health wait, so restart and deploys judge health by one rule set.
-    waited = s.nas.change(commands.facts(s.settings, "wait-healthy", name, str(int(timeout))), stream=True,
+    waited = session.nas.change(commands.facts(session.settings, "wait-healthy", name, str(int(timeout))), stream=True,
                           ok=(0, 1))
     if waited and waited.exited != 0:
         raise RemoteFailed(f"{name} did not become healthy within {timeout:.0f}s; see `inv logs`")
-    s.say(f"==> {name} is healthy")
+    session.say(f"==> {name} is healthy")
 
 
-def stop(s: Session) -> None:
-    refuse_during_deploy(s.nas)
-    name = live_container(s)
-    s.say(f"==> stopping {name}: the service is down until it starts again")
-    s.nas.change(commands.stop(s.settings, name))
-    if not s.dry:
-        s.say(f"==> {name} stopped. Bring it back with `inv restart` (or `inv rollback` for the other color).")
+def stop(session: Session) -> None:
+    refuse_during_deploy(session.nas)
+    name = live_container(session)
+    session.say(f"==> stopping {name}: the service is down until it starts again")
+    session.nas.change(commands.stop(session.settings, name))
+    if not session.dry:
+        session.say(f"==> {name} stopped. Bring it back with `inv restart` (or `inv rollback` for the other color).")

@@ -41,7 +41,7 @@ def inv(tmp_path):
     so a developer's own .env or exported variables cannot leak in; the state file lives
     in the test's temporary directory.
     """
-    base_env = {k: v for k, v in os.environ.items() if k not in {s.name for s in SETTINGS}}
+    base_env = {k: v for k, v in os.environ.items() if k not in {setting.name for setting in SETTINGS}}
     base_env.update(LOOP_ENV_FILE=os.devnull, HEALTH_STATE_FILE=str(tmp_path / "state.json"),
                     CHECK_TIMEOUT="2", CHECK_RETRIES="0")
 

@@ -90,7 +90,7 @@ def run_measured(args: tuple[str, ...], env: dict[str, str], hard_limit: float =
 
 def _check_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in {s.name for s in SETTINGS} and not k.lower().endswith("_proxy")}
+           if k not in {setting.name for setting in SETTINGS} and not k.lower().endswith("_proxy")}
     env.update(LOOP_ENV_FILE=os.devnull, HEALTH_STATE_FILE=str(tmp_path / "state.json"),
                CHECK_TIMEOUT="5", CHECK_DEADLINE=str(DEADLINE), CHECK_RETRIES="0")
     return env

@@ -203,5 +203,31 @@ def stream_lines(process: subprocess.Popen) -> list[tuple[float, str]]:
     return lines
 
 
+def read_until(process: subprocess.Popen, text: str, timeout: float) -> list[str]:
+    """Read a process's output line by line until a line holds `text`; returns the lines read,
+    that one last (later lines stay in process.stdout). Fails, after killing the process, when
+    the output ends or `timeout` seconds pass without such a line."""
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in iter(process.stdout.readline, ""):
+            lines.append(line.rstrip("\n"))
+            if text in line:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found.is_set():
+        ended = not reader.is_alive()
+        process.kill()
+        reader.join(10)
+        why = "the output ended" if ended else f"none within {timeout:g}s"
+        raise AssertionError(f"no line with {text!r}: {why}; output so far:\n" + "\n".join(lines))
+    return lines
+
+
 def first_time(lines: list[tuple[float, str]], text: str) -> float:
     return next(stamp for stamp, line in lines if text in line)

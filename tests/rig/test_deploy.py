@@ -16,7 +16,8 @@ import pytest
 
 from .conftest import running
 from .support import (APP_DIR, LOOPCTL_HOME, OAUTH_DIR, Load, SseClient, commit_change, file_digests, first_time,
-                      get, inv, inv_process, lock_is_free, reset_nas, running_api_colors, serving, sh, stream_lines)
+                      get, inv, inv_process, lock_is_free, read_until, reset_nas, running_api_colors, serving, sh,
+                      stream_lines)
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "3"}
 
@@ -151,7 +152,8 @@ def test_a_broken_nginx_config_means_no_switch(deployed):
         assert serving() == (color, commit)
         assert sh(f"docker ps -aq --filter name=^loop-api-{other(color)}$").stdout.strip() == ""
     finally:
-        assert inv("setup").returncode == 0
+        restored = inv("setup")  # checked below, so a failure above stays the one reported
+    assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
 def test_a_second_rebuild_is_refused_at_once_with_the_holders_details(deployed):
@@ -178,13 +180,12 @@ def test_a_second_rebuild_is_refused_at_once_with_the_holders_details(deployed):
 
 
 def rebuild_until_health_wait(label: str) -> tuple[subprocess.Popen, str, str]:
-    """Start `inv rebuild` of a new commit and return once the NAS waits for the new color."""
+    """Start `inv rebuild` of a new commit and return once the NAS waits for the new color;
+    fails if it never gets there (sync, build and start are well within 300 s on the sandbox)."""
     old_color, _ = serving()
     commit = commit_change(f"{label}-{time.time()}")
     process = inv_process("rebuild", env=FAST)
-    for line in process.stdout:
-        if "waiting for loop-api-" in line:
-            break
+    read_until(process, "waiting for loop-api-", timeout=300)
     return process, old_color, commit
 
 
@@ -247,7 +248,8 @@ def test_old_release_images_are_pruned_but_live_and_previous_are_kept(deployed):
         assert {live} | {image.split(":")[1] for image in previous} <= tags
         assert len(tags) <= 3, tags
     finally:
-        assert inv("setup").returncode == 0
+        restored = inv("setup")  # checked below, so a failure above stays the one reported
+    assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
 @pytest.mark.parametrize("verb", ["rebuild", "rollback", "rebuild-all"])

@@ -36,7 +36,7 @@ def sshd(request):
 
 def nas(out: io.StringIO | None = None, **overrides: str) -> Nas:
     """A runner as a verb gets it: settings from the sandbox's file, `nas`, sudo by password."""
-    clean = {k: v for k, v in os.environ.items() if k not in {s.name for s in settings.SETTINGS}}
+    clean = {k: v for k, v in os.environ.items() if k not in {setting.name for setting in settings.SETTINGS}}
     loaded = settings.load({**clean, "LOOP_ENV_FILE": str(NAS_ENV), **overrides})
     out = out if out is not None else io.StringIO()
     return Nas(loaded, out=out, err=out)

@@ -9,7 +9,7 @@ import signal
 import time
 
 from .conftest import running
-from .support import LOOPCTL_HOME, RIG_STATE, inv, inv_process, serving, sh, sudo_password
+from .support import LOOPCTL_HOME, RIG_STATE, inv, inv_process, read_until, serving, sh, sudo_password
 
 
 def test_status_table_and_json(deployed):
@@ -63,14 +63,16 @@ def test_logs_default_tail_since_service_and_color(deployed):
 
 def test_logs_follow_streams_and_ctrl_c_ends_it_cleanly_on_both_sides(deployed):
     process = inv_process("logs", "--follow", "--tail", "1")
-    time.sleep(2.5)
+    # The api logs every request (Docker's health check asks each second): the first such line
+    # says the remote `docker logs` runs; one more after a request through the proxy, that it streams.
+    seen = read_until(process, "GET /health", timeout=30)
     serving()
-    time.sleep(1)
+    seen += read_until(process, "GET /health", timeout=30)
     assert sh("pgrep -f 'docker logs --tail 1 --follow'", check=False).returncode == 0
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=20)
+    rest, _ = process.communicate(timeout=20)
+    output = "\n".join(seen) + "\n" + rest
     assert process.returncode == 0, output
-    assert "GET /health" in output
     assert "stopped following" in output and "Traceback" not in output
     deadline = time.time() + 10
     while sh("pgrep -f 'docker logs --tail 1 --follow'", check=False).returncode == 0:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loopctl import contract, settings
+from loopctl import contract, settings as settings_module
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted((REPO / "scripts").glob("*.sh"))
@@ -22,12 +22,12 @@ def test_bash_reads_the_same_values_python_does():
 
 
 def test_settings_default_to_the_scripts_defaults():
-    s = settings.load({"LOOP_ENV_FILE": "/nonexistent"})
-    assert s.deploy_health_timeout == int(contract.HEALTH_TIMEOUT)
-    assert s.deploy_verify_seconds == int(contract.DEPLOY_VERIFY_SECONDS)
-    assert s.rollback_verify_seconds == int(contract.ROLLBACK_VERIFY_SECONDS)
-    assert s.deploy_build_timeout == int(contract.BUILD_TIMEOUT)
-    assert s.keep_releases == int(contract.KEEP_RELEASES)
+    settings = settings_module.load({"LOOP_ENV_FILE": "/nonexistent"})
+    assert settings.deploy_health_timeout == int(contract.HEALTH_TIMEOUT)
+    assert settings.deploy_verify_seconds == int(contract.DEPLOY_VERIFY_SECONDS)
+    assert settings.rollback_verify_seconds == int(contract.ROLLBACK_VERIFY_SECONDS)
+    assert settings.deploy_build_timeout == int(contract.BUILD_TIMEOUT)
+    assert settings.keep_releases == int(contract.KEEP_RELEASES)
 
 
 @pytest.mark.parametrize("script", SCRIPTS + [REPO / "loopctl" / "commands.py", REPO / "loopctl" / "deploy.py"],

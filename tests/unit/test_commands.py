@@ -2,45 +2,45 @@
 
 import pytest
 
-from loopctl import commands, contract, settings
+from loopctl import commands, contract, settings as settings_module
 from loopctl.runner import Nas
 
 
 @pytest.fixture
-def s(tmp_path):
-    return settings.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "NAS_HOST": "nas", "NAS_USER": "ops",
+def settings(tmp_path):
+    return settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "NAS_HOST": "nas", "NAS_USER": "ops",
                           "NAS_APP_DIR": "/volume1/app"})
 
 
 D = "/var/packages/ContainerManager/target/usr/bin/docker"
 
 
-def test_docker_commands_use_the_configured_binary(s):
-    assert commands.restart(s, "loop-api-blue") == [D, "restart", "loop-api-blue"]
-    assert commands.stop(s, "loop-api-green") == [D, "stop", "loop-api-green"]
-    assert commands.logs(s, "loop-api-blue", 50) == [D, "logs", "--tail", "50", "loop-api-blue"]
-    assert commands.logs(s, "loop-auth", 10, since="10m", follow=True) == [
+def test_docker_commands_use_the_configured_binary(settings):
+    assert commands.restart(settings, "loop-api-blue") == [D, "restart", "loop-api-blue"]
+    assert commands.stop(settings, "loop-api-green") == [D, "stop", "loop-api-green"]
+    assert commands.logs(settings, "loop-api-blue", 50) == [D, "logs", "--tail", "50", "loop-api-blue"]
+    assert commands.logs(settings, "loop-auth", 10, since="10m", follow=True) == [
         D, "logs", "--tail", "10", "--since", "10m", "--follow", "loop-auth"]
-    assert commands.container(s, "api", "green") == "loop-api-green"
-    assert commands.container(s, "proxy") == "loop-proxy"
+    assert commands.container(settings, "api", "green") == "loop-api-green"
+    assert commands.container(settings, "proxy") == "loop-proxy"
 
 
-def test_nas_paths_and_scripts(s):
+def test_nas_paths_and_scripts(settings):
     H = "/volume1/@loopctl"
-    assert commands.in_home(s, contract.RELEASES_FILE) == f"{H}/state/releases.tsv"
-    assert commands.facts(s, "lock") == [f"{H}/scripts/facts.sh", "lock"]
-    assert commands.prepare(s, "ab" * 20) == [f"{H}/scripts/prepare.sh", "--commit", "ab" * 20]
-    assert commands.detach(s, commands.ROLLBACK_SCRIPT, ["--to", "abc1"]) == [
+    assert commands.in_home(settings, contract.RELEASES_FILE) == f"{H}/state/releases.tsv"
+    assert commands.facts(settings, "lock") == [f"{H}/scripts/facts.sh", "lock"]
+    assert commands.prepare(settings, "ab" * 20) == [f"{H}/scripts/prepare.sh", "--commit", "ab" * 20]
+    assert commands.detach(settings, commands.ROLLBACK_SCRIPT, ["--to", "abc1"]) == [
         f"{H}/scripts/detach.sh", "rollback", "--to", "abc1"]
-    assert commands.detach(s, commands.DEPLOY_SCRIPT, []) == [f"{H}/scripts/detach.sh", "deploy-blue-green"]
-    assert commands.audit_append(s, '{"verb": "stop"}') == [f"{H}/scripts/audit-append.sh", '{"verb": "stop"}']
-    assert commands.install_bundle(s, "/tmp/up.1") == ["bash", "/tmp/up.1/scripts/install.sh", H, "/volume1/app"]
+    assert commands.detach(settings, commands.DEPLOY_SCRIPT, []) == [f"{H}/scripts/detach.sh", "deploy-blue-green"]
+    assert commands.audit_append(settings, '{"verb": "stop"}') == [f"{H}/scripts/audit-append.sh", '{"verb": "stop"}']
+    assert commands.install_bundle(settings, "/tmp/up.1") == ["bash", "/tmp/up.1/scripts/install.sh", H, "/volume1/app"]
     assert commands.make_upload_dir("release") == ["mktemp", "-d", "/tmp/loopctl-release.XXXXXX"]
     with pytest.raises(ValueError):
-        commands.detach(s, "rm", [])
+        commands.detach(settings, "rm", [])
 
 
-def test_git_commands(s):
+def test_git_commands(settings):
     assert commands.dirty_files("/w") == ["git", "-C", "/w", "status", "--porcelain", "--untracked-files=no"]
     assert commands.push("/w", "origin", "main") == [
         "git", "-C", "/w", "push", "--porcelain", "origin", "refs/heads/main:refs/heads/main"]
@@ -55,10 +55,10 @@ def test_git_commands(s):
         "git", "-C", "/volume1/app", "config", "--local", "--list", "--name-only"]
 
 
-def test_sudo_wrapping_puts_the_password_nowhere_in_the_line(s):
-    with_password = settings.load({"LOOP_ENV_FILE": "/dev/null", "NAS_HOST": "nas", "NAS_USER": "ops",
+def test_sudo_wrapping_puts_the_password_nowhere_in_the_line(settings):
+    with_password = settings_module.load({"LOOP_ENV_FILE": "/dev/null", "NAS_HOST": "nas", "NAS_USER": "ops",
                                    "NAS_SUDO_PASSWORD": "hunter2 'x'"})
     line = Nas(with_password).command_line([D, "ps"], sudo=True)
     assert line == f"sudo --stdin '--prompt=[loopctl <random>] sudo password:' -- {D} ps"
-    assert Nas(s).command_line([D, "ps"], sudo=True) == f"sudo --non-interactive -- {D} ps"
-    assert Nas(s).command_line(["cat", "/a b"], sudo=False) == "cat '/a b'"
+    assert Nas(settings).command_line([D, "ps"], sudo=True) == f"sudo --non-interactive -- {D} ps"
+    assert Nas(settings).command_line(["cat", "/a b"], sudo=False) == "cat '/a b'"

@@ -3,7 +3,7 @@
 from datetime import datetime, timezone
 import io
 
-from loopctl import audit, deploy, facts, install, settings, stack, sync
+from loopctl import audit, deploy, facts, install, settings as settings_module, stack, sync
 from loopctl.runner import Output, Scrubbed, new_prompt
 
 
@@ -12,7 +12,7 @@ def status_output(*lines: str) -> Output:
 
 
 def test_the_status_fact_reads_every_line_facts_sh_prints(tmp_path):
-    s = settings.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
     state = facts.parse_status(status_output(
         "live\tgreen", "upstream\tok", "lock\theld\tdeploy by Ann since 2026-11-25T10:00:00Z (commit abc, pid 7)",
         "journal\top=deploy\tstep=health\t", "home\t/volume1 is writable by group or others (mode 775)",
@@ -20,7 +20,7 @@ def test_the_status_fact_reads_every_line_facts_sh_prints(tmp_path):
         "container\t/loop-api-blue\texited\tunhealthy\tloop-api:abc123def456\t2026-11-24T10:00:00Z\tloop-api-blue",
         "container\t/loop-proxy\trunning\t\tnginx:1.27-alpine\t2026-11-25T10:00:00.123456789Z\tproxy",
         "container\t/loop-auth\trunning\thealthy\tloop-loop-auth\t2026-11-25T10:00:00Z\tloop-auth",
-        "Error: No such object: x"), s)
+        "Error: No such object: x"), settings)
     assert state.live == "green" and state.upstream == "ok"
     assert state.lock == "deploy by Ann since 2026-11-25T10:00:00Z (commit abc, pid 7)"
     assert state.journal == {"op": "deploy", "step": "health"}
@@ -31,16 +31,17 @@ def test_the_status_fact_reads_every_line_facts_sh_prints(tmp_path):
                                     "2026-11-25T10:00:00.123456789Z", "proxy")
     assert blue.commit == "abc123def456" and proxy.commit == "" and auth.commit == ""
     assert blue.health == "-"  # the last status of a stopped container is stale
-    assert facts.parse_status(status_output("live\t", "upstream\tmissing", "lock\tfree"), s).live is None
+    assert facts.parse_status(status_output("live\t", "upstream\tmissing", "lock\tfree"), settings).live is None
 
 
 def test_the_lock_fact_and_the_checkout_config_allow_list(tmp_path):
-    s = settings.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
-    assert facts.parse_lock(Output("", "", 0), s) is None
-    assert facts.parse_lock(Output("rollback by Bo\n", "", 75), s) == "rollback by Bo"
+    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    assert facts.parse_lock(Output("", "", 0), settings) is None
+    assert facts.parse_lock(Output("rollback by Bo\n", "", 75), settings) == "rollback by Bo"
     config = "\n".join(["core.bare", "remote.origin.url", "branch.main.merge", "core.fsmonitor", "filter.x.smudge",
                         "include.path"]) + "\n"
-    assert facts.parse_git_config(Output(config, "", 0), s) == ["core.fsmonitor", "filter.x.smudge", "include.path"]
+    assert facts.parse_git_config(Output(config, "", 0), settings) == [
+        "core.fsmonitor", "filter.x.smudge", "include.path"]
 
 
 def test_uptime():
@@ -101,8 +102,8 @@ def test_scrubbed_stream_hides_secrets_and_the_sudo_prompt_even_across_writes():
 
 
 def test_status_names_every_problem(tmp_path):
-    s = settings.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
-    session = type("S", (), {"settings": s})()
+    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    session = type("S", (), {"settings": settings})()
     state = facts.NasState("green", "garbled", None, {"op": "deploy", "step": "switch"},
                            ["/volume1 is writable by group or others (mode 775)"], ["flock is missing"],
                            [facts.Container("loop-proxy", "exited", "-", "nginx", "", "proxy")])

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from loopctl import settings
+from loopctl import settings as settings_module
 from loopctl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -11,16 +11,16 @@ REPO = Path(__file__).resolve().parents[2]
 def load(tmp_path, file_text="", **environ):
     env_file = tmp_path / ".env"
     env_file.write_text(file_text)
-    return settings.load({"LOOP_ENV_FILE": str(env_file), **environ})
+    return settings_module.load({"LOOP_ENV_FILE": str(env_file), **environ})
 
 
 def test_environment_wins_over_env_file_and_defaults_fill_the_rest(tmp_path):
-    s = load(tmp_path, "NAS_HOST=from-file\nNAS_PORT=2200\n", NAS_HOST="from-env")
-    assert s.nas_host == "from-env"
-    assert s.nas_port == 2200
-    assert s.nas_docker == "/var/packages/ContainerManager/target/usr/bin/docker"
-    assert s.nas_app_dir == "/volume1/LOOP_CORE/vault/LOOP"
-    rows = {name: (value, source) for name, value, source in s.redacted()}
+    settings = load(tmp_path, "NAS_HOST=from-file\nNAS_PORT=2200\n", NAS_HOST="from-env")
+    assert settings.nas_host == "from-env"
+    assert settings.nas_port == 2200
+    assert settings.nas_docker == "/var/packages/ContainerManager/target/usr/bin/docker"
+    assert settings.nas_app_dir == "/volume1/LOOP_CORE/vault/LOOP"
+    rows = {name: (value, source) for name, value, source in settings.redacted()}
     assert rows["NAS_HOST"] == ("from-env", "environment")
     assert rows["NAS_PORT"] == ("2200", str(tmp_path / ".env"))
     assert rows["NAS_DOCKER"][1] == "default"
@@ -50,33 +50,33 @@ def test_malformed_secret_does_not_echo_its_value(tmp_path):
 
 
 def test_require_names_the_first_missing_setting(tmp_path):
-    s = load(tmp_path, "NAS_HOST=nas\n")
+    settings = load(tmp_path, "NAS_HOST=nas\n")
     with pytest.raises(ConfigError, match="^NAS_USER is not set"):
-        s.require("NAS_HOST", "NAS_USER")
+        settings.require("NAS_HOST", "NAS_USER")
 
 
 def test_secrets_are_redacted_and_listed_for_scrubbing(tmp_path):
-    s = load(tmp_path, "NAS_SUDO_PASSWORD='p a$s'\nMCP_TOKEN=tok\n")
-    shown = {name: value for name, value, _ in s.redacted()}
+    settings = load(tmp_path, "NAS_SUDO_PASSWORD='p a$s'\nMCP_TOKEN=tok\n")
+    shown = {name: value for name, value, _ in settings.redacted()}
     assert shown["NAS_SUDO_PASSWORD"] == "(set, redacted)"
     assert shown["MCP_TOKEN"] == "(set, redacted)"
     assert shown["ALERT_WEBHOOK_URL"] == "(not set)"
-    assert sorted(s.secrets()) == ["p a$s", "tok"]
+    assert sorted(settings.secrets()) == ["p a$s", "tok"]
 
 
 def test_env_example_documents_every_setting_with_placeholders_only():
     text = (REPO / ".env.example").read_text()
     assigned = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in text.splitlines()
                 if line and not line.startswith("#")}
-    assert set(assigned) == {s.name for s in settings.SETTINGS}
-    for s in settings.SETTINGS:
-        if s.secret:
-            assert assigned[s.name] == "", f"{s.name} must be empty in .env.example"
+    assert set(assigned) == {setting.name for setting in settings_module.SETTINGS}
+    for setting in settings_module.SETTINGS:
+        if setting.secret:
+            assert assigned[setting.name] == "", f"{setting.name} must be empty in .env.example"
 
 
 def test_env_example_parses_as_valid_settings():
-    s = settings.load({"LOOP_ENV_FILE": str(REPO / ".env.example")})
-    s.require(*settings.SSH_REQUIRED, "PUBLIC_URL")
+    settings = settings_module.load({"LOOP_ENV_FILE": str(REPO / ".env.example")})
+    settings.require(*settings_module.SSH_REQUIRED, "PUBLIC_URL")
 
 
 @pytest.mark.parametrize("raw", ["²", "٣", "1²", "+5", "5x", "inf", "1e3"])
@@ -89,11 +89,11 @@ def test_whole_numbers_and_seconds_are_ascii_digits_only(tmp_path, raw):
 
 
 def test_a_flag_and_a_setting_count_the_same_way():
-    assert settings.count("12") == 12 == settings.count("12", "--tail")
+    assert settings_module.count("12") == 12 == settings_module.count("12", "--tail")
     with pytest.raises(ConfigError, match=r"^--tail takes a whole number \(0 or more\), not '²'$"):
-        settings.count("²", "--tail")
+        settings_module.count("²", "--tail")
     with pytest.raises(ValueError, match="expected a whole number"):
-        settings.count("٣")
+        settings_module.count("٣")
 
 
 @pytest.mark.parametrize("raw, reason", [
@@ -126,8 +126,8 @@ def test_env_file_with_a_secret_readable_by_others_warns_once_with_the_chmod(tmp
     env_file = tmp_path / ".env"
     env_file.write_text("NAS_HOST=nas\nNAS_SUDO_PASSWORD=hunter2\n")
     env_file.chmod(0o644)
-    settings.load({"LOOP_ENV_FILE": str(env_file)})
-    settings.load({"LOOP_ENV_FILE": str(env_file)})
+    settings_module.load({"LOOP_ENV_FILE": str(env_file)})
+    settings_module.load({"LOOP_ENV_FILE": str(env_file)})
     err = capsys.readouterr().err
     assert err == (f"warning: {env_file} holds NAS_SUDO_PASSWORD and other users can read it; "
                    f"run: chmod 600 {env_file}\n")
@@ -139,15 +139,15 @@ def test_env_file_with_a_secret_readable_by_others_warns_once_with_the_chmod(tmp
     plain = tmp_path / "plain.env"
     plain.write_text("NAS_HOST=nas\n")
     plain.chmod(0o644)
-    settings.load({"LOOP_ENV_FILE": str(private)})
-    settings.load({"LOOP_ENV_FILE": str(plain)})
+    settings_module.load({"LOOP_ENV_FILE": str(private)})
+    settings_module.load({"LOOP_ENV_FILE": str(plain)})
     assert capsys.readouterr().err == ""
 
 
 def test_credentials_in_urls_are_secrets_and_never_shown(tmp_path):
-    s = load(tmp_path, PUBLIC_URL="https://monitor:pa%40ss@mcp.example.com", JWKS_URL="https://tok@auth.example.com/jwks")
-    assert {"monitor:pa%40ss", "pa%40ss", "pa@ss", "tok"} <= set(s.secrets())
-    shown = {name: value for name, value, _ in s.redacted()}
+    settings = load(tmp_path, PUBLIC_URL="https://monitor:pa%40ss@mcp.example.com", JWKS_URL="https://tok@auth.example.com/jwks")
+    assert {"monitor:pa%40ss", "pa%40ss", "pa@ss", "tok"} <= set(settings.secrets())
+    shown = {name: value for name, value, _ in settings.redacted()}
     assert shown["PUBLIC_URL"] == "https://<redacted>@mcp.example.com"
     assert shown["JWKS_URL"] == "https://<redacted>@auth.example.com/jwks"
     with pytest.raises(ConfigError) as error:

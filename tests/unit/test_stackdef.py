@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loopctl import settings, stackdef
+from loopctl import settings as settings_module, stackdef
 from loopctl.errors import ConfigError
 
 DATA = Path(__file__).parent / "data"
@@ -19,8 +19,8 @@ APP = "/volume1/LOOP_CORE/vault/LOOP"
 
 
 @pytest.fixture
-def s(tmp_path):
-    return settings.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+def settings(tmp_path):
+    return settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
 
 
 def prepared(resolved: str, major: int, raw: str | None = None) -> stackdef.Prepared:
@@ -28,9 +28,9 @@ def prepared(resolved: str, major: int, raw: str | None = None) -> stackdef.Prep
 
 
 @pytest.mark.parametrize("major", [1, 2])
-def test_colors_are_the_api_with_only_names_ports_and_loopctls_additions_changed(s, major):
+def test_colors_are_the_api_with_only_names_ports_and_loopctls_additions_changed(settings, major):
     resolved = (DATA / f"example-v{major}.yml").read_text()
-    release = stackdef.build_release(prepared(resolved, major), s, COMMIT)
+    release = stackdef.build_release(prepared(resolved, major), settings, COMMIT)
     api = yaml.safe_load(resolved)["services"]["loop-api"]
     services = release.stack["services"]
     assert set(services) == {"loop-api-blue", "loop-api-green", "loop-auth", "proxy"}
@@ -65,17 +65,17 @@ def test_colors_are_the_api_with_only_names_ports_and_loopctls_additions_changed
     assert release.notes == []
 
 
-def test_v1_and_v2_give_the_same_stack(s):
-    v1 = stackdef.build_release(prepared((DATA / "example-v1.yml").read_text(), 1), s, COMMIT)
-    v2 = stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2), s, COMMIT)
+def test_v1_and_v2_give_the_same_stack(settings):
+    v1 = stackdef.build_release(prepared((DATA / "example-v1.yml").read_text(), 1), settings, COMMIT)
+    v2 = stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2), settings, COMMIT)
     assert v1.fields == v2.fields
     assert set(v1.stack["services"]) == set(v2.stack["services"])
 
 
-def test_a_missing_healthcheck_is_supplied_and_said(s):
+def test_a_missing_healthcheck_is_supplied_and_said(settings):
     model = yaml.safe_load((DATA / "example-v2.yml").read_text())
     del model["services"]["loop-api"]["healthcheck"]
-    release = stackdef.build_release(prepared(yaml.safe_dump(model), 2), s, COMMIT)
+    release = stackdef.build_release(prepared(yaml.safe_dump(model), 2), settings, COMMIT)
     check = release.stack["services"]["loop-api-blue"]["healthcheck"]
     assert check["test"][0] == "CMD-SHELL" and "http://127.0.0.1:8081/health" in check["test"][1]
     assert check["interval"] == "1s"
@@ -83,15 +83,15 @@ def test_a_missing_healthcheck_is_supplied_and_said(s):
 
 
 @pytest.mark.parametrize("major", [1, 2])
-def test_dollars_stay_literal_for_the_second_reading(s, major):
+def test_dollars_stay_literal_for_the_second_reading(settings, major):
     model = yaml.safe_load((DATA / f"example-v{major}.yml").read_text())
     model["services"]["loop-api"]["environment"]["PW"] = "a$$b$$$$c"  # both write a literal $ as $$
-    release = stackdef.build_release(prepared(yaml.safe_dump(model), major), s, COMMIT)
+    release = stackdef.build_release(prepared(yaml.safe_dump(model), major), settings, COMMIT)
     assert release.stack["services"]["loop-api-blue"]["environment"]["PW"] == "a$$b$$$$c"
 
 
-def test_stack_json_and_release_env_are_what_the_scripts_read(s):
-    release = stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2), s, COMMIT)
+def test_stack_json_and_release_env_are_what_the_scripts_read(settings):
+    release = stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2), settings, COMMIT)
     assert yaml.safe_load(release.stack_json()) == release.stack
     lines = release.release_env().splitlines()
     assert lines[0].startswith("#") and f"COMMIT={COMMIT}" in lines and "AUX_SERVICES=loop-auth" in lines
@@ -123,9 +123,9 @@ def edited(change) -> str:
      "service loop-auth builds from /srv/elsewhere, outside the checkout /volume1/LOOP_CORE/vault/LOOP: loopctl "
      "builds from the deployed commit's files only"),
 ])
-def test_bad_compose_input_is_one_line(s, change, message):
+def test_bad_compose_input_is_one_line(settings, change, message):
     with pytest.raises(ConfigError) as error:
-        stackdef.build_release(prepared(edited(change), 2), s, COMMIT)
+        stackdef.build_release(prepared(edited(change), 2), settings, COMMIT)
     assert str(error.value) == message
 
 
@@ -134,21 +134,21 @@ def test_bad_compose_input_is_one_line(s, change, message):
     ("BASE_IMAGE: loop-rig-base:bookworm", "BASE_IMAGE: ${BASE}", "build"),
     ('"127.0.0.1:8082:8081"', '"${BIND}:8082:8081"', "ports"),
 ])
-def test_host_settings_and_what_is_built_from_variables_are_refused(s, literal, variable, field):
+def test_host_settings_and_what_is_built_from_variables_are_refused(settings, literal, variable, field):
     raw = (DATA / "example-raw.yml").read_text().replace(literal, variable, 1)
     assert raw != (DATA / "example-raw.yml").read_text()
     with pytest.raises(ConfigError) as error:
-        stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2, raw), s, COMMIT)
+        stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2, raw), settings, COMMIT)
     assert str(error.value).startswith(f"docker-compose.yml: service loop-api: `{field}` takes a value from a variable")
     # The environment is the container's own business: variables there are fine.
     assert "${PUBLIC_URL" in (DATA / "example-raw.yml").read_text()
 
 
-def test_invalid_yaml_and_prepare_output(s):
+def test_invalid_yaml_and_prepare_output(settings):
     with pytest.raises(ConfigError, match="is not valid YAML"):
-        stackdef.build_release(prepared("services: [", 2), s, COMMIT)
+        stackdef.build_release(prepared("services: [", 2), settings, COMMIT)
     with pytest.raises(ConfigError, match="defines no services"):
-        stackdef.build_release(prepared("{}", 2), s, COMMIT)
+        stackdef.build_release(prepared("{}", 2), settings, COMMIT)
     with pytest.raises(ConfigError, match="printed no resolved compose model"):
         stackdef.parse_prepared("compose: 2\n")
     text = f"compose: 1\nraw: {base64.b64encode(b'a').decode()}\nresolved: {base64.b64encode(b'b').decode()}\n"
