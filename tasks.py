@@ -101,18 +101,20 @@ def local_sync(c):
 @task(help={
     "no_sync": "skip local-sync: deploy this checkout's HEAD, which the NAS checkout must already have",
     "allow_drift": "deploy even though the NAS scripts differ from this checkout's (warns)",
+    "allow_tool_removal": "deploy even though the new release lists fewer MCP tools than the live one",
 })
-def rebuild(c, no_sync=False, allow_drift=False):
-    """Zero-downtime blue-green deploy: local-sync, build the idle color, switch once it is healthy."""
+def rebuild(c, no_sync=False, allow_drift=False, allow_tool_removal=False):
+    """Zero-downtime blue-green deploy: local-sync, build the idle color, check its MCP, switch once it is healthy."""
     from loopctl import cli, deploy
 
-    with cli.session(c, "rebuild", {"no_sync": no_sync, "allow_drift": allow_drift}, changes=True) as session:
-        deploy.rebuild(session, sync=not no_sync, allow_drift=allow_drift)
+    flags = {"no_sync": no_sync, "allow_drift": allow_drift, "allow_tool_removal": allow_tool_removal}
+    with cli.session(c, "rebuild", flags, changes=True) as session:
+        deploy.rebuild(session, sync=not no_sync, allow_drift=allow_drift, allow_tool_removal=allow_tool_removal)
 
 
 @task(help={"to": "a kept release's commit id (see `inv releases`) instead of the previous one"})
 def rollback(c, to=None):
-    """Switch back to the previous release (seconds when its container is kept), or --to an older one."""
+    """Switch back to the previous release (a switch while it runs as the warm standby), or --to an older one."""
     from loopctl import cli, deploy
 
     with cli.session(c, "rollback", {"to": to}, changes=True) as session:

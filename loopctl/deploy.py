@@ -86,7 +86,7 @@ def show_summary(session: Session, summary: dict[str, str], started: float, sync
     session.say(f"==> {summary.get('old', '?')} -> {summary.get('new', '?')} on {summary.get('color', '?')} "
           f"in {time.monotonic() - started:.1f}s")
     timings = [("sync", f"{sync_seconds:.1f}s" if sync_seconds is not None else None)]
-    timings += [(key, summary.get(key)) for key in ("build", "healthy", "switch", "verify")]
+    timings += [(key, summary.get(key)) for key in ("build", "healthy", "gate", "switch", "verify", "tools")]
     session.say("    " + "  ".join(f"{key} {value}" for key, value in timings if value))
 
 
@@ -150,7 +150,7 @@ def change_flags(session: Session, commit: str, folder: str) -> list[str]:
 
 # --- the verbs ------------------------------------------------------------------------------------
 
-def rebuild(session: Session, sync: bool, allow_drift: bool) -> None:
+def rebuild(session: Session, sync: bool, allow_drift: bool, allow_tool_removal: bool = False) -> None:
     started = time.monotonic()
     preflight(session, allow_drift)
     commit = commit_to_deploy(session, sync)
@@ -159,7 +159,8 @@ def rebuild(session: Session, sync: bool, allow_drift: bool) -> None:
     with uploaded(session, release) as folder:
         summary = run_script(session, commands.DEPLOY_SCRIPT,
                              script_flags(session, session.settings.deploy_verify_seconds)
-                             + change_flags(session, commit, folder))
+                             + change_flags(session, commit, folder)
+                             + (["--allow-tool-removal"] if allow_tool_removal else []))
     show_summary(session, summary, started, sync_seconds)
 
 

@@ -70,6 +70,9 @@ class NasState:
     tool_problems: list[str] = field(default_factory=list)
     containers: list[Container] = field(default_factory=list)
     installed: bool = True
+    standby: str | None = None     # the color the proxy sends sessions the live one does not know
+    # Connections open into each running color: the proxy's requests there, MCP streams mostly.
+    streams: dict[str, int] = field(default_factory=dict)
 
 
 def parse_status(out: Output, settings: Settings) -> NasState:
@@ -81,13 +84,17 @@ def parse_status(out: Output, settings: Settings) -> NasState:
             raise AuthFailed(f"sudo refused {commands.script(settings, commands.FACTS_SCRIPT)}: {out.tail(1)} "
                              f"(see the README's sudoers lines)")
         raise RemoteFailed(f"{commands.FACTS_SCRIPT} status exited {out.exited}: {out.tail()}")
-    live, upstream, lock, journal = None, "missing", None, {}
-    home, tools, containers = [], [], []
+    live, standby, upstream, lock, journal = None, None, "missing", None, {}
+    home, tools, containers, streams = [], [], [], {}
     for line in out.stdout.splitlines():
         kind, _, rest = line.partition("\t")
         fields = rest.split("\t")
         if kind == "live":
             live = rest or None
+        elif kind == "standby":
+            standby = rest if rest in contract.COLORS else None
+        elif kind == "connections" and len(fields) == 2 and fields[1].isdigit():
+            streams[fields[0]] = int(fields[1])
         elif kind == "upstream":
             upstream = rest
         elif kind == "lock" and fields[0] == "held":
@@ -103,7 +110,8 @@ def parse_status(out: Output, settings: Settings) -> NasState:
             # Docker keeps the last health status of a stopped container; it means nothing then.
             health = health if state == "running" and health else "-"
             containers.append(Container(name.lstrip("/"), state, health, image, started, service))
-    return NasState(live, upstream, lock, journal, home, tools, sorted(containers, key=container_order(settings)))
+    return NasState(live, upstream, lock, journal, home, tools, sorted(containers, key=container_order(settings)),
+                    standby=standby, streams=streams)
 
 
 def container_order(settings: Settings) -> Callable[[Container], tuple]:

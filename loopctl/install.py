@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import tarfile
 
 from . import commands, contract
-from .errors import AuthFailed, Refused, RemoteFailed
+from .errors import AuthFailed, ConfigError, Refused, RemoteFailed
 from .facts import STATUS, Fact, read
 from .runner import Nas, Output
 from .session import Session
 from .settings import PROJECT_DIR, Settings
 
-DEPLOY_FILES = (f"{contract.NGINX_CONF_DIR}/nginx.conf",)
+NGINX_CONF = f"{contract.NGINX_CONF_DIR}/nginx.conf"
 SCRIPT_FILES = ("scripts/contract.env",)
 
 
@@ -33,15 +34,27 @@ def stack_env(settings: Settings) -> str:
         "APP_COMPOSE_FILE": settings.app_compose_file,
         "API_SERVICE": settings.api_service,
         "KEEP_RELEASES": settings.keep_releases,
+        "KEEP_WARM": int(settings.keep_warm),
     }
     lines = ["# Written by `inv setup` from the workstation's settings: change them there, run it again."]
     return "\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n"
 
 
+def nginx_conf(settings: Settings) -> str:
+    """deploy/nginx/nginx.conf with DRAIN_SECONDS as how long old workers keep their streams."""
+    text = (PROJECT_DIR / NGINX_CONF).read_text()
+    drained, found = re.subn(r"(?m)^worker_shutdown_timeout \d+s;$",
+                             f"worker_shutdown_timeout {settings.drain_seconds}s;", text)
+    if found != 1:
+        raise ConfigError(f"{NGINX_CONF} has no single `worker_shutdown_timeout Ns;` line")
+    return drained
+
+
 def bundle(settings: Settings) -> dict[str, bytes]:
     """Path inside the loopctl home -> content."""
     files = {f"scripts/{p.name}": p.read_bytes() for p in sorted((PROJECT_DIR / "scripts").glob("*.sh"))}
-    files.update({path: (PROJECT_DIR / path).read_bytes() for path in (*SCRIPT_FILES, *DEPLOY_FILES)})
+    files.update({path: (PROJECT_DIR / path).read_bytes() for path in SCRIPT_FILES})
+    files[NGINX_CONF] = nginx_conf(settings).encode()
     files[contract.STACK_ENV_FILE] = stack_env(settings).encode()
     return files
 

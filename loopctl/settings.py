@@ -196,6 +196,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEPLOY_BUILD_TIMEOUT", contract.BUILD_TIMEOUT, positive_int,
             "seconds a build may take before it is stopped and undone"),
     Setting("KEEP_RELEASES", contract.KEEP_RELEASES, positive_int, "release images kept for rollback --to"),
+    Setting("KEEP_WARM", contract.KEEP_WARM, boolean,
+            "keep the replaced color running as the warm standby (its sessions go on; rollback is a switch)"),
+    Setting("DRAIN_SECONDS", contract.DRAIN_SECONDS, positive_int,
+            "seconds the proxy keeps a replaced color's open MCP streams after a switch"),
     # The stack on the NAS (written to stack.env by `inv setup`)
     Setting("STACK_PROXY_IMAGE", "nginx:1.27-alpine", stack_value, "nginx image for the proxy"),
     Setting("STACK_PROXY_PORT", "", port,

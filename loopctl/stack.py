@@ -91,12 +91,19 @@ def status(session: Session, as_json: bool) -> None:
     trouble = problems(state, session)
     if git_config:
         trouble.append(f"the checkout's git config has keys loopctl refuses to run git with: {', '.join(git_config)}")
+    standby = None
+    if state.standby:
+        standby = next((c for c in state.containers
+                        if c.name == commands.container(session.settings, "api", state.standby)), None)
     report = {
         "host": session.nas.where,
         "app_dir": session.settings.nas_app_dir,
         "loopctl_dir": session.settings.nas_loopctl_dir,
         "live_color": state.live,
         "deployed_commit": live.commit if live else None,
+        "standby_color": state.standby,
+        "standby_commit": standby.commit if standby else None,
+        "open_streams": state.streams,
         "checkout_commit": checkout or None,
         "deploy_in_progress": state.lock,
         "scripts": drift,
@@ -112,18 +119,30 @@ def status(session: Session, as_json: bool) -> None:
         state.live or "", state.live)
     session.say(f"NAS        {report['host']}  {report['app_dir']}  (loopctl: {report['loopctl_dir']})")
     session.say(f"live       {shown_live or 'none'}" + (f"  commit {live.commit}" if live else ""))
+    session.say(f"standby    {describe_standby(session, state, standby)}")
     session.say(f"checkout   {checkout[:12] if checkout else 'not a git checkout'}")
     session.say(f"scripts    {install.describe_drift(drift)}")
     session.say(f"deploy     {'running: ' + state.lock if state.lock else 'idle'}")
     for problem in trouble:
         session.say(f"PROBLEM    {problem}")
-    rows = [("CONTAINER", "STATE", "HEALTH", "IMAGE", "UP")]
+    rows = [("CONTAINER", "STATE", "HEALTH", "IMAGE", "UP", "STREAMS")]
     rows += [(c["name"] + (" *" if live and c["name"] == live.name else ""), c["state"], c["health"],
-              c["image"], c["uptime"] or "-") for c in report["containers"]]
+              c["image"], c["uptime"] or "-", str(state.streams.get(c["name"], "-"))) for c in report["containers"]]
     session.say()
     session.say(table(rows))
     if not state.containers:
         session.say("(no LOOP containers on the NAS yet)")
+
+
+def describe_standby(session: Session, state: NasState, standby: Container | None) -> str:
+    """The color a session the live one does not know is sent to (KEEP_WARM), and whether it runs."""
+    if not state.standby:
+        return "none"
+    name = commands.container(session.settings, "api", state.standby)
+    if standby is None or standby.state != "running":
+        return (f"{name} ({standby.state if standby else 'missing'}): sessions it held get 404 and start over; "
+                f"the next deploy replaces it")
+    return f"{name}  commit {standby.commit}, running: the sessions it holds go on; `inv rollback` is a switch"
 
 
 def table(rows: list[tuple[str, ...]]) -> str:

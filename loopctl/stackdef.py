@@ -24,6 +24,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -407,6 +408,8 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         "COMMIT": commit, "SHORT": short, "PROJECT": project, "API_SERVICE": api_name, "API_REPO": repo,
         "CONTAINER_PORT": str(port.target), "PROXY_BIND": port.host_ip, "PROXY_PORT": proxy_port,
         "PROXY_IMAGE": settings.stack_proxy_image, "HEALTH_PATH": settings.health_path,
+        # The Host the app sees behind the proxy: the MCP gate sends it too.
+        "PUBLIC_HOST": urlsplit(settings.public_url).netloc if settings.public_url else "",
         "AUX_SERVICES": ",".join(aux), "BUILD_SERVICES": ",".join(builds), "OAUTH_DIR": oauth_dir,
         "NETWORKS": ",".join(v["name"] for v in networks.values()),
         "VOLUMES": ",".join(v["name"] for v in volumes.values()),

@@ -13,14 +13,16 @@
 
 readonly MCP_MAX_BYTES=1048576
 
-# mcp_curl ARGS...: one bounded request with the headers the proxy adds. MCP_HOST (the
-# release's public host) is the Host the app sees behind the proxy.
-mcp_curl() {
-  local -a host=()
-  [[ -z ${MCP_HOST:-} ]] || host=(-H "Host: $MCP_HOST")
-  curl -sS --limit-rate 4M --max-filesize "$MCP_MAX_BYTES" ${host[@]+"${host[@]}"} \
-    -H 'X-Forwarded-Proto: http' -H 'X-Real-IP: 127.0.0.1' -H 'X-Forwarded-For: 127.0.0.1' "$@"
+# mcp_curl ARGS...: one bounded request with the headers the proxy adds. PUBLIC_HOST (the
+# release's) is the Host the app sees behind the proxy. A command, not a function, so that a
+# stream run in the background is curl itself: killing it ends the request, and it never holds
+# the deploy lock's descriptor.
+mcp_curl_command() {
+  MCP_CURL=(curl -sS --limit-rate 4M --max-filesize "$MCP_MAX_BYTES" -H 'X-Forwarded-Proto: http'
+    -H 'X-Real-IP: 127.0.0.1' -H 'X-Forwarded-For: 127.0.0.1')
+  [[ -z ${PUBLIC_HOST:-} ]] || MCP_CURL+=(-H "Host: $PUBLIC_HOST")
 }
+mcp_curl() { "${MCP_CURL[@]}" "$@" 9>&-; }
 
 # The JSON-RPC messages loopctl sends: fixed text, nothing from the app in them.
 mcp_message() {
@@ -95,6 +97,7 @@ mcp_header() {
 mcp_tools() {
   local base=$1 color=${2:-} dir rc=0
   MCP_ERROR="" MCP_AUTH="" MCP_TOOLS=""
+  mcp_curl_command
   dir=$(mktemp -d)
   mcp_sse_tools "$base" "$dir" >"$dir/tools" || rc=$?
   if ((rc == 2)); then
@@ -116,8 +119,8 @@ mcp_tools() {
 mcp_sse_tools() {
   local base=$1 dir=$2 pid deadline code status endpoint="" reply
   deadline=$(($(ms_now) + MCP_CHECK_SECONDS * 1000))
-  mcp_curl -N -m "$MCP_CHECK_SECONDS" -H 'Accept: text/event-stream' -D "$dir/served" \
-    -o "$dir/stream" "$base$APP_MCP_PATH" 2>/dev/null &
+  "${MCP_CURL[@]}" -N -m "$MCP_CHECK_SECONDS" -H 'Accept: text/event-stream' -D "$dir/served" \
+    -o "$dir/stream" "$base$APP_MCP_PATH" 2>/dev/null 9>&- &
   pid=$!
   # The endpoint event, or the answer that this is no event stream.
   while :; do

@@ -8,6 +8,8 @@ import http.client
 import re
 import subprocess
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -31,18 +33,25 @@ def standby_in_upstream() -> str:
     return found.group(1) if found else ""
 
 
-def commit_edit(label: str, edit) -> str:
-    """Commit an edit of the example app's api/main.py in the workstation clone."""
+@contextmanager
+def edited_main(label: str, edit) -> Iterator[str]:
+    """Commit an edit of the example app's api/main.py in the workstation clone (yields the short
+    commit); afterwards a commit puts the file back as it was."""
     main = WORKSTATION / "api" / "main.py"
-    main.write_text(edit(main.read_text()))
+    before = main.read_text()
+    main.write_text(edit(before))
+    try:
+        yield commit_all(f"test: {label}")
+    finally:
+        main.write_text(before)
+        commit_all(f"test: {label} undone")
+
+
+def commit_all(message: str) -> str:
     git = ["git", "-C", str(WORKSTATION)]
-    subprocess.run([*git, "commit", "-qam", f"test: {label}"], check=True)
+    subprocess.run([*git, "commit", "-qam", message], check=True)
     return subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
-
-
-def revert_last_commit() -> None:
-    subprocess.run(["git", "-C", str(WORKSTATION), "revert", "--no-edit", "-q", "HEAD"], check=True)
 
 
 def assert_nothing_changed(color: str, commit: str, releases_before: str) -> None:
@@ -91,22 +100,17 @@ def test_status_shows_the_standby_and_each_colors_open_streams(deployed):
     assert not held.failures
     assert status.returncode == 0, status.stdout + status.stderr
     # The held session's stream was opened on the new live color.
-    assert re.search(rf"standby: loop-api-{color}\b", status.stdout), status.stdout
-    assert re.search(rf"loop-api-{other(color)}\s.*\b1 open stream", status.stdout), status.stdout
-    assert re.search(rf"loop-api-{color}\s.*\b0 open streams", status.stdout), status.stdout
+    assert re.search(rf"^standby +loop-api-{color} +commit \w+, running", status.stdout, re.M), status.stdout
+    assert streams_column(status.stdout) == {f"loop-api-{other(color)}": "1", f"loop-api-{color}": "0"}, status.stdout
 
 
 def test_a_release_whose_mcp_is_broken_never_gets_traffic(deployed):
     color, commit = serving()
     releases_before = inv("releases").stdout
-    broken = commit_edit("mcp gone", lambda text: text + (
-        "app.router.routes.insert(0, __import__('fastapi').routing.APIRoute('/mcp', lambda: "
-        "__import__('fastapi').Response(status_code=404), methods=['GET', 'POST']))  # BROKEN_MCP\n"))
-    try:
-        with Load(rate=20) as load:
-            result = inv("rebuild")
-    finally:
-        revert_last_commit()
+    broken_mcp = ("app.router.routes.insert(0, __import__('fastapi').routing.APIRoute('/mcp', lambda: "
+                  "__import__('fastapi').Response(status_code=404), methods=['GET', 'POST']))\n")
+    with edited_main("mcp gone", lambda text: text + broken_mcp) as broken, Load(rate=20) as load:
+        result = inv("rebuild")
     assert result.returncode != 0
     error = result.stderr.strip().splitlines()[-1]
     assert "the MCP gate failed on loop-api-" in error and "404" in error, result.stderr
@@ -120,8 +124,8 @@ def test_a_release_whose_mcp_is_broken_never_gets_traffic(deployed):
 def test_removing_a_tool_needs_the_flag(deployed):
     color, commit = serving()
     releases_before = inv("releases").stdout
-    fewer = commit_edit("vault_list gone", lambda text: text.replace("@mcp.tool()\ndef vault_list", "def vault_list"))
-    try:
+    without_tool = lambda text: text.replace("@mcp.tool()\ndef vault_list", "def vault_list")  # noqa: E731
+    with edited_main("vault_list gone", without_tool) as fewer:
         refused = inv("rebuild")
         assert refused.returncode != 0
         assert "removes vault_list" in refused.stderr and "--allow-tool-removal" in refused.stderr, refused.stderr
@@ -131,8 +135,6 @@ def test_removing_a_tool_needs_the_flag(deployed):
         assert allowed.returncode == 0, allowed.stdout + allowed.stderr
         assert "tools: 2 -> 1, removed: vault_list" in allowed.stdout
         assert serving() == (other(color), fewer)
-    finally:
-        revert_last_commit()
     # Back to both tools: an addition needs no flag.
     again = inv("rebuild")
     assert again.returncode == 0, again.stdout + again.stderr
@@ -185,10 +187,17 @@ def test_a_session_the_colors_do_not_know_gets_404_even_with_the_standby_down(de
     sh(f"docker stop -t 1 loop-api-{color}")
     assert post_message(unknown)[0] == 404
     status = inv("status")
-    assert re.search(rf"standby: loop-api-{color} \\(exited\\)", status.stdout), status.stdout
+    assert re.search(rf"^standby +loop-api-{color} \(exited\): sessions it held get 404", status.stdout, re.M), \
+        status.stdout
     result = inv("rebuild")  # the next deploy replaces the stopped standby
     assert result.returncode == 0, result.stdout + result.stderr
     assert serving()[0] == color
+
+
+def streams_column(status: str) -> dict[str, str]:
+    """The STREAMS column of `inv status` for the api colors."""
+    rows = [line.split() for line in status.splitlines() if line.startswith("loop-api-")]
+    return {row[0]: row[-1] for row in rows}
 
 
 def post_message(path: str) -> tuple[int, dict, bytes]:

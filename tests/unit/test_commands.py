@@ -62,3 +62,21 @@ def test_sudo_wrapping_puts_the_password_nowhere_in_the_line(settings):
     assert line == f"sudo --stdin '--prompt=[loopctl <random>] sudo password:' -- {D} ps"
     assert Nas(settings).command_line([D, "ps"], sudo=True) == f"sudo --non-interactive -- {D} ps"
     assert Nas(settings).command_line(["cat", "/a b"], sudo=False) == "cat '/a b'"
+
+
+def test_the_nginx_conf_installed_holds_drain_seconds(tmp_path):
+    from loopctl import contract, install
+    from loopctl import settings as settings_module
+
+    default = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    shipped = (install.PROJECT_DIR / install.NGINX_CONF).read_text()
+    # The file in the repository is the default, so it is a valid nginx.conf as it stands.
+    assert install.nginx_conf(default) == shipped
+    assert f"worker_shutdown_timeout {contract.DRAIN_SECONDS}s;" in shipped
+    short = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "DRAIN_SECONDS": "30"})
+    assert "worker_shutdown_timeout 30s;" in install.nginx_conf(short)
+    assert install.nginx_conf(short).replace("30s;", "600s;") == shipped
+    # The MCP location is the path the gate checks.
+    assert f"location {contract.APP_MCP_PATH} {{" in shipped
+    assert "KEEP_WARM=1" in install.stack_env(default) and "KEEP_WARM=0" in install.stack_env(
+        settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "KEEP_WARM": "0"}))

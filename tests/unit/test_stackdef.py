@@ -57,7 +57,7 @@ def test_colors_are_the_api_with_only_names_ports_and_loopctls_additions_changed
     assert release.fields == {
         "COMMIT": COMMIT, "SHORT": "0123456789ab", "PROJECT": "loop", "API_SERVICE": "loop-api",
         "API_REPO": "loop-api", "CONTAINER_PORT": "8081", "PROXY_BIND": "127.0.0.1", "PROXY_PORT": "8082",
-        "PROXY_IMAGE": "nginx:1.27-alpine", "HEALTH_PATH": "/health", "AUX_SERVICES": "loop-auth",
+        "PROXY_IMAGE": "nginx:1.27-alpine", "HEALTH_PATH": "/health", "PUBLIC_HOST": "", "AUX_SERVICES": "loop-auth",
         "BUILD_SERVICES": "loop-auth", "OAUTH_DIR": f"{APP}/api/oauth", "NETWORKS": "loop_default", "VOLUMES": "",
         "BIND_SOURCES": f"/volume1/@loopctl/deploy/nginx,/volume1/@loopctl/state/nginx,/volume1/LOOP_CLevel/vault/"
                         f"loop_exec,{APP},{APP}/api/oauth",
@@ -164,3 +164,9 @@ def test_port_and_mount_syntaxes():
     assert stackdef.parse_mount("/a:/b:ro") == stackdef.Mount("bind", "/a", "/b", True)
     assert stackdef.parse_mount("data:/b") == stackdef.Mount("volume", "data", "/b", False)
     assert stackdef.project_name("/volume1/LOOP_CORE/vault/LOOP") == "loop"
+
+
+def test_the_public_host_is_what_the_mcp_gate_sends_as_host(tmp_path):
+    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "PUBLIC_URL": "https://mcp.example.com:8443/x"})
+    release = stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2), settings, COMMIT)
+    assert release.fields["PUBLIC_HOST"] == "mcp.example.com:8443"
