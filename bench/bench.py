@@ -4,6 +4,10 @@ Run as root with the sandbox up (./sandbox.sh, or rig/up.sh after one `inv rebui
 
     .venv/bin/python bench/bench.py [--runs 10] [--deploys 3] [--takeovers 3]
 
+During every rebuild and rollback: 50 requests a second through the proxy (each on a new
+connection), one MCP session held open making a tool call every 250 ms, and fresh MCP
+sessions one after another (official SDK clients, legacy HTTP+SSE as production).
+
 The old way is one SSH session per command with sudo in front of docker. Its baselines here
 use key login and feed the sudo password through ssh's stdin, never a command line, so they measure the same work without the leak: `ssh nas sudo docker ps`
 with the password, and `ssh nasbot sudo -n docker ps` for passwordless sudo. Deploys run with
@@ -14,20 +18,24 @@ apart from the overhead).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.rig.mcp_clients import FreshSessions, HeldSession  # noqa: E402
 from tests.rig.support import (NAS_ENV, NASBOT_ENV, RIG_STATE, Load, app_compose_up, commit_change,  # noqa: E402
-                               inv, reset_nas, serving, sh, sudo_password)
+                               get, inv, reset_nas, serving, sh, sudo_password)
 
 SYNOLOGY_DOCKER = "/var/packages/ContainerManager/target/usr/bin/docker"
 
@@ -54,15 +62,58 @@ def seconds_in(summary: str, key: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def deploy_under_load(*verb: str) -> tuple[float, str, Load]:
-    with Load(rate=60) as load:
+@dataclass
+class Change:
+    wall: float
+    summary: str
+    load: Load
+    held: HeldSession
+    fresh: FreshSessions
+    serves_after: float | None = None  # seconds from the verb's start until the expected commit answered
+
+
+def watch_for(commit: str, started: float, found: list[float], stop: threading.Event) -> None:
+    """Poll /health every 20 ms until `commit` answers through the proxy."""
+    while not stop.is_set():
+        try:
+            status, _, body = get("/health", timeout=1)
+            if status == 200 and json.loads(body).get("commit") == commit:
+                found.append(time.perf_counter() - started)
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+
+
+def change_under_load(*verb: str, expect: str | None = None) -> Change:
+    """`inv VERB` with the load, a held MCP session and fresh ones; with `expect`, also when that
+    commit first answered through the proxy."""
+    found: list[float] = []
+    stop = threading.Event()
+    with HeldSession("sse") as held, FreshSessions("sse") as fresh, Load(rate=50) as load:
         started = time.perf_counter()
+        watcher = threading.Thread(target=watch_for, args=(expect, started, found, stop), daemon=True)
+        if expect:
+            watcher.start()
         result = inv(*verb)
         wall = time.perf_counter() - started
+        stop.set()
+        time.sleep(0.5)  # a tool call or two after the change, through what it left
     if result.returncode != 0:
         raise SystemExit(f"inv {' '.join(verb)} failed:\n{result.stdout}{result.stderr}")
     summary = next(line for line in result.stdout.splitlines() if line.startswith("    ") and "switch" in line)
-    return wall, summary, load
+    return Change(wall, summary, load, held, fresh, found[0] if found else None)
+
+
+def image_commit(color: str) -> str:
+    return sh(f"docker inspect -f '{{{{.Config.Image}}}}' loop-api-{color}").stdout.strip().rsplit(":", 1)[-1]
+
+
+def standby_memory() -> str:
+    """What the warm standby costs: its container's memory now (idle, after a deploy)."""
+    color, _ = serving()
+    other = "green" if color == "blue" else "blue"
+    return sh(f"docker stats --no-stream --format '{{{{.MemUsage}}}}' loop-api-{other}").stdout.split("/")[0].strip()
 
 
 def takeover() -> tuple[float, float, int, int]:
@@ -122,38 +173,51 @@ def main() -> None:
         rows += [(f"`inv status`, {label} (median)", f"{ours:.2f} s", f"{ours / theirs:.1f}x the old way"),
                  (f"  old way: `ssh nas sudo docker ps`, {label}", f"{theirs:.2f} s", "")]
 
-    rollbacks, switches, rollback_load = [], [], []
+    rollbacks: list[Change] = []
     for _ in range(args.deploys):
-        wall, summary, load = deploy_under_load("rollback")
-        rollbacks.append(wall)
-        switches.append(seconds_in(summary, "switch"))
-        rollback_load.append(load)
+        color, _ = serving()
+        previous = image_commit("green" if color == "blue" else "blue")
+        rollbacks.append(change_under_load("rollback", expect=previous))
+    serves = [c.serves_after for c in rollbacks if c.serves_after is not None]
     rows += [
-        ("`inv rollback`, previous container kept (median)", f"{median(rollbacks):.1f} s", "old script: ~30 s"),
-        ("  switch inside it (median)", f"{median(switches):.1f} s", "nginx -t, rename, reload"),
+        ("`inv rollback` to the warm standby (median)", f"{median([c.wall for c in rollbacks]):.1f} s",
+         "goal under 3 s, verification included"),
+        ("  previous release serving, from the command's start (median)",
+         f"{median(serves):.2f} s" if serves else "never", "goal about 1 s"),
+        ("  switch inside it (median)", f"{median([seconds_in(c.summary, 'switch') for c in rollbacks]):.1f} s",
+         "nginx -t, rename, reload"),
     ]
 
-    totals, parts, rebuild_load = [], {k: [] for k in ("sync", "build", "healthy", "switch", "verify")}, []
+    rebuilds: list[Change] = []
+    parts: dict[str, list[float]] = {k: [] for k in ("sync", "build", "healthy", "gate", "switch", "verify")}
     for n in range(args.deploys):
         commit_change(f"bench-{n}-{time.time()}")
-        wall, summary, load = deploy_under_load("rebuild")
-        totals.append(wall)
-        rebuild_load.append(load)
+        rebuilds.append(change_under_load("rebuild"))
         for key in parts:
-            parts[key].append(seconds_in(summary, key))
+            parts[key].append(seconds_in(rebuilds[-1].summary, key))
+    totals = [c.wall for c in rebuilds]
     total = median(totals)
-    overhead = [t - b - h - v for t, b, h, v in zip(totals, parts["build"], parts["healthy"], parts["verify"])]
+    overhead = [t - b - h - g - v for t, b, h, g, v in
+                zip(totals, parts["build"], parts["healthy"], parts["gate"], parts["verify"])]
     rows.append(("`inv rebuild` total (median)", f"{total:.1f} s", f"{args.deploys} deploys, each a new commit"))
     rows += [(f"  {key}", f"{median(values):.1f} s", "") for key, values in parts.items()]
-    rows.append(("  tool overhead: all but build, start and the verify window", f"{median(overhead):.1f} s",
-                 "sync, switch, stop old, SSH, Python"))
+    rows.append(("  tool overhead: all but build, start, gate and the verify window", f"{median(overhead):.1f} s",
+                 "sync, prepare, switch, SSH, Python"))
 
-    def failed(loads: list[Load]) -> str:
-        return f"{sum(len(l.failures) for l in loads)} of {sum(l.total for l in loads)}"
+    def failed(changes: list[Change], part: str) -> str:
+        clients = [getattr(c, part) for c in changes]
+        if part == "load":
+            return f"{sum(len(l.failures) for l in clients)} of {sum(l.total for l in clients)}"
+        return f"{sum(len(x.failures) for x in clients)} of {sum(x.calls for x in clients)}"
 
     rows += [
-        ("failed requests during rebuilds (60 req/s)", failed(rebuild_load), "new connection per request"),
-        ("failed requests during rollbacks (60 req/s)", failed(rollback_load), ""),
+        ("failed requests during rebuilds (50 req/s)", failed(rebuilds, "load"), "new connection per request"),
+        ("failed requests during rollbacks (50 req/s)", failed(rollbacks, "load"), ""),
+        ("tool calls failed, session held through rebuilds", failed(rebuilds, "held"), "a call every 250 ms; goal 0"),
+        ("tool calls failed, session held through rollbacks", failed(rollbacks, "held"), "goal 0"),
+        ("fresh sessions failed during rebuilds and rollbacks", failed(rebuilds + rollbacks, "fresh"),
+         "one after another; goal 0"),
+        ("memory of the warm standby (idle, KEEP_WARM=1)", standby_memory(), "docker stats, after the rebuilds"),
         ("`inv --list` start-up (median)", f"{median([timed(verb=('--list',)) for _ in range(args.runs)]):.2f} s", ""),
         ("`inv health` (median)", f"{median([timed(verb=('health', '--no-alert')) for _ in range(args.runs)]):.2f} s",
          "HTTP only, no SSH"),

@@ -19,7 +19,7 @@ from typing import Iterator
 from . import commands, contract, install, stackdef
 from .audit import performer
 from .errors import ConfigError, Locked, Refused, RemoteFailed
-from .facts import STATUS, gather, releases as releases_fact
+from .facts import PREFLIGHT, STATUS, gather, releases as releases_fact
 from .session import Session
 from .stack import table
 from .sync import local_sync
@@ -28,7 +28,7 @@ from .sync import local_sync
 def preflight(session: Session, allow_drift: bool) -> None:
     """Refuse before changing anything: drifted scripts, another change running, a NAS that
     lacks a tool or whose loopctl home is not root's alone."""
-    drift, state = gather(session.nas, install.DRIFT, STATUS)
+    drift, state = gather(session.nas, install.DRIFT, PREFLIGHT)
     if not install.is_in_sync(drift) or not state.installed:
         message = f"the NAS scripts do not match this checkout: {install.describe_drift(drift)}"
         if not allow_drift or len(drift["missing"]) == drift["files"]:

@@ -121,6 +121,11 @@ def container_order(settings: Settings) -> Callable[[Container], tuple]:
 
 STATUS = Fact("status", lambda settings: commands.facts(settings, "status"), parse_status, sudo=True, ok=(0, 1, 127))
 
+# What a change checks before it starts: status's lock, home and tool lines only (no containers),
+# so the way to a rollback's switch stays short.
+PREFLIGHT = Fact("preflight", lambda settings: commands.facts(settings, "preflight"), parse_status, sudo=True,
+                 ok=(0, 1, 127))
+
 
 def parse_lock(out: Output, settings: Settings) -> str | None:
     if out.exited != contract.EXIT_LOCKED:

@@ -8,9 +8,10 @@ set -Eeuo pipefail
 
 usage() {
   cat <<USAGE
-usage: facts.sh status | lock | home | tools | wait-healthy CONTAINER SECONDS
+usage: facts.sh status | preflight | lock | home | tools | wait-healthy CONTAINER SECONDS
 
   status                      everything \`inv status\` needs, as tab-separated lines (see status_fact)
+  preflight                   what a change checks first (lock, home, tools), in status's lines
   lock                        exit 0 when no change runs, $EXIT_LOCKED (and who holds it) when one does
   home                        what makes the loopctl home unsafe for root, one line each (none: safe)
   tools                       the tools the NAS scripts need that this NAS lacks, one line each
@@ -42,7 +43,8 @@ tools_fact() {
   done
   [[ $(date +%N 2>/dev/null) =~ ^[0-9]{9}$ ]] || echo "date does not support %N (GNU date needed)"
   ((BASH_VERSINFO[0] >= 4)) || echo "bash is older than 4"
-  "${COMPOSE[@]}" version >/dev/null 2>&1 || echo "${COMPOSE[*]} does not run"
+  # pick_compose ran Compose v2 already to choose it; v1 it only found.
+  [[ ${COMPOSE_MAJOR:-1} == 2 ]] || "${COMPOSE[@]}" version >/dev/null 2>&1 || echo "${COMPOSE[*]} does not run"
 }
 
 # open_connections NAME PORT: TCP connections established to PORT inside the container NAME:
@@ -61,7 +63,7 @@ open_connections() {
 #   journal KEY=VALUE... | home PROBLEM | tool PROBLEM
 #   container NAME STATE HEALTH IMAGE STARTED SERVICE | connections NAME COUNT
 status_fact() {
-  local color upstream=missing holder line ids project c stack=0
+  local color upstream=missing ids project c stack=0
   if (load_stack_env) >/dev/null 2>&1; then
     load_stack_env
     stack=1
@@ -77,11 +79,9 @@ status_fact() {
     [[ -z $(app_container running) ]] || color=app
   fi
   printf 'live\t%s\nstandby\t%s\nupstream\t%s\n' "$color" "$(upstream_standby)" "$upstream"
-  if holder=$(lock_fact); then echo $'lock\tfree'; else printf 'lock\theld\t%s\n' "$(head -n 1 <<<"$holder")"; fi
   if [[ -s $JOURNAL ]]; then printf 'journal\t%s\n' "$(tr '\n' '\t' <"$JOURNAL")"; fi
+  preflight_fact
   if ((stack)); then
-    while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(home_fact)
-    while IFS= read -r line; do printf 'tool\t%s\n' "$line"; done < <(tools_fact)
     ids=$(docker ps -aq --filter "name=^($API_SERVICE-blue|$API_SERVICE-green|$PROXY_CONTAINER)\$")
     project=$(stack_project)
     [[ -z $project ]] || ids+=" $(docker ps -aq --filter "label=com.docker.compose.project=$project")"
@@ -92,6 +92,18 @@ status_fact() {
       printf 'connections\t%s\t%s\n' "$(container "$c")" \
         "$(open_connections "$(container "$c")" "$(release_port "$(color_commit "$c")")")"
     done
+  fi
+}
+
+# preflight: the lines of status a change checks before it starts (the lock, the home and the
+# tools), without the containers: a rollback is a switch, and this is on its way.
+preflight_fact() {
+  local holder line
+  if holder=$(lock_fact); then echo $'lock\tfree'; else printf 'lock\theld\t%s\n' "$(head -n 1 <<<"$holder")"; fi
+  if (load_stack_env) >/dev/null 2>&1; then
+    load_stack_env
+    while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(home_fact)
+    while IFS= read -r line; do printf 'tool\t%s\n' "$line"; done < <(tools_fact)
   else
     printf 'tool\t%s\n' "$( (load_stack_env) 2>&1 | sed 's/^ERROR: //')"
   fi
@@ -101,6 +113,7 @@ main() {
   case ${1:-} in
     --help | -h) usage ;;
     status) status_fact ;;
+    preflight) preflight_fact ;;
     lock) lock_fact ;;
     home) load_stack_env; home_fact ;;
     tools)

@@ -112,18 +112,23 @@ mcp_tools() {
     [[ $served == "$color" ]] || { MCP_ERROR="the MCP session was served by '${served:-?}', not $color"; rc=1; }
   fi
   rm -rf "$dir"
+  # What the server said is untrusted text: one printable line of it at most.
+  MCP_ERROR=$(printable "$MCP_ERROR")
   return "$rc"
 }
 
 # mcp_sse_tools BASE DIR: the legacy transport. Exit 2: BASE does not speak it.
 mcp_sse_tools() {
-  local base=$1 dir=$2 pid deadline code status endpoint="" reply
+  local base=$1 dir=$2 pid deadline code status endpoint="" reply alive
   deadline=$(($(ms_now) + MCP_CHECK_SECONDS * 1000))
   "${MCP_CURL[@]}" -N -m "$MCP_CHECK_SECONDS" -H 'Accept: text/event-stream' -D "$dir/served" \
     -o "$dir/stream" "$base$APP_MCP_PATH" 2>/dev/null 9>&- &
   pid=$!
-  # The endpoint event, or the answer that this is no event stream.
+  # The endpoint event, or the answer that this is no event stream. Whether curl still runs is
+  # read first: when it has ended, what it wrote is complete.
   while :; do
+    alive=1
+    kill -0 "$pid" 2>/dev/null || alive=0
     endpoint=$(mcp_endpoint "$dir/stream")
     [[ -z $endpoint ]] || break
     read -r code status < <(mcp_status "$dir/served")
@@ -135,13 +140,12 @@ mcp_sse_tools() {
       mcp_stop "$pid"
       MCP_ERROR="GET $APP_MCP_PATH answered $code${status:+ $status}"
       return 2
-    elif (($(ms_now) >= deadline)) || ! kill -0 "$pid" 2>/dev/null; then
-      endpoint=$(mcp_endpoint "$dir/stream")
-      [[ -z $endpoint ]] || break
+    elif ((!alive)) || (($(ms_now) >= deadline)) ||
+      (($(stat -c %s "$dir/stream" 2>/dev/null || echo 0) > MCP_MAX_BYTES)); then
       mcp_stop "$pid"
-      if ((code == 0)) && (($(ms_now) < deadline)); then MCP_ERROR="GET $APP_MCP_PATH: could not connect"
+      if ((code == 0 && !alive)) && (($(ms_now) < deadline)); then MCP_ERROR="GET $APP_MCP_PATH: could not connect"
       elif ((code == 0)); then MCP_ERROR="GET $APP_MCP_PATH: no answer within ${MCP_CHECK_SECONDS}s"
-      else MCP_ERROR="GET $APP_MCP_PATH: no endpoint event within ${MCP_CHECK_SECONDS}s"; fi
+      else MCP_ERROR="GET $APP_MCP_PATH: no endpoint event in the stream's first ${MCP_CHECK_SECONDS}s or 1 MiB"; fi
       return 1
     fi
     sleep 0.05

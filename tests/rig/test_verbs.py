@@ -19,7 +19,7 @@ def test_status_table_and_json(deployed):
     assert f"live       {color}  commit {commit}" in result.stdout
     assert "scripts    in sync" in result.stdout
     assert "deploy     idle" in result.stdout
-    assert re.search(rf"^loop-api-{color} \* +running +healthy +loop-api:{commit} +\d+m \d+s$", result.stdout,
+    assert re.search(rf"^loop-api-{color} \* +running +healthy +loop-api:{commit} +\d+m \d+s +\d+$", result.stdout,
                      re.MULTILINE), result.stdout
 
     report = json.loads(inv("status", "--json").stdout)

@@ -28,6 +28,8 @@ def test_settings_default_to_the_scripts_defaults():
     assert settings.rollback_verify_seconds == int(contract.ROLLBACK_VERIFY_SECONDS)
     assert settings.deploy_build_timeout == int(contract.BUILD_TIMEOUT)
     assert settings.keep_releases == int(contract.KEEP_RELEASES)
+    assert settings.keep_warm == (contract.KEEP_WARM == "1")
+    assert settings.drain_seconds == int(contract.DRAIN_SECONDS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS + [REPO / "loopctl" / "commands.py", REPO / "loopctl" / "deploy.py"],
