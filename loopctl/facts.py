@@ -71,6 +71,7 @@ class NasState:
     containers: list[Container] = field(default_factory=list)
     installed: bool = True
     standby: str | None = None     # the color the proxy sends sessions the live one does not know
+    app_container: str | None = None  # the app's own api container (its compose's, not loopctl's)
     # Connections open into each running color: the proxy's requests there, MCP streams mostly.
     streams: dict[str, int] = field(default_factory=dict)
 
@@ -84,13 +85,15 @@ def parse_status(out: Output, settings: Settings) -> NasState:
             raise AuthFailed(f"sudo refused {commands.script(settings, commands.FACTS_SCRIPT)}: {out.tail(1)} "
                              f"(see the README's sudoers lines)")
         raise RemoteFailed(f"{commands.FACTS_SCRIPT} status exited {out.exited}: {out.tail()}")
-    live, standby, upstream, lock, journal = None, None, "missing", None, {}
+    live, standby, app, upstream, lock, journal = None, None, None, "missing", None, {}
     home, tools, containers, streams = [], [], [], {}
     for line in out.stdout.splitlines():
         kind, _, rest = line.partition("\t")
         fields = rest.split("\t")
         if kind == "live":
             live = rest or None
+        elif kind == "app":
+            app = rest or None
         elif kind == "standby":
             standby = rest if rest in contract.COLORS else None
         elif kind == "connections" and len(fields) == 2 and fields[1].isdigit():
@@ -111,7 +114,7 @@ def parse_status(out: Output, settings: Settings) -> NasState:
             health = health if state == "running" and health else "-"
             containers.append(Container(name.lstrip("/"), state, health, image, started, service))
     return NasState(live, upstream, lock, journal, home, tools, sorted(containers, key=container_order(settings)),
-                    standby=standby, streams=streams)
+                    standby=standby, app_container=app, streams=streams)
 
 
 def container_order(settings: Settings) -> Callable[[Container], tuple]:

@@ -49,9 +49,8 @@ def refuse_during_deploy(nas: Nas) -> None:
 def live_container(session: Session, state: NasState | None = None) -> str:
     state = state or read(session.nas, STATUS)
     if state.live == "app":
-        legacy = next((c.name for c in state.containers if c.service == session.settings.api_service), None)
-        if legacy:
-            return legacy
+        if state.app_container:
+            return state.app_container
     if state.live not in contract.COLORS:
         raise Refused("nothing is live yet (no deploy has switched nginx): run `inv rebuild` first")
     return commands.container(session.settings, "api", state.live)
@@ -114,8 +113,8 @@ def status(session: Session, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    legacy = next((c.name for c in state.containers if c.service == session.settings.api_service), "?")
-    shown_live = {"app": f"app ({legacy}, the app's own compose container; `inv rebuild` takes over its port)"}.get(
+    shown_live = {"app": f"app ({state.app_container or '?'}, the app's own compose container; `inv rebuild` "
+                         f"takes over its port)"}.get(
         state.live or "", state.live)
     session.say(f"NAS        {report['host']}  {report['app_dir']}  (loopctl: {report['loopctl_dir']})")
     session.say(f"live       {shown_live or 'none'}" + (f"  commit {live.commit}" if live else ""))

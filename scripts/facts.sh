@@ -59,7 +59,8 @@ open_connections() {
 }
 
 # status: everything `inv status` needs from root, in one call, as tab-separated lines
-#   live COLOR | standby COLOR | upstream ok|missing|garbled | lock free|held INFO
+#   live COLOR | standby COLOR | app NAME (the app's own api container) | upstream ok|missing|garbled
+#   lock free|held INFO
 #   journal KEY=VALUE... | home PROBLEM | tool PROBLEM
 #   container NAME STATE HEALTH IMAGE STARTED SERVICE | connections NAME COUNT
 status_fact() {
@@ -79,6 +80,7 @@ status_fact() {
     [[ -z $(app_container running) ]] || color=app
   fi
   printf 'live\t%s\nstandby\t%s\nupstream\t%s\n' "$color" "$(upstream_standby)" "$upstream"
+  ((!stack)) || printf 'app\t%s\n' "$(app_container any)"
   if [[ -s $JOURNAL ]]; then printf 'journal\t%s\n' "$(tr '\n' '\t' <"$JOURNAL")"; fi
   preflight_fact
   if ((stack)); then

@@ -19,16 +19,17 @@ usage: install.sh HOME APP_DIR
 USAGE
 }
 
+# The shared base (logging, exit codes, the lock, the safety checks), pointed at the home being
+# installed rather than the upload folder this runs from (see lib.sh).
+LOOPCTL_INSTALL_HOME=${1%/}
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
 [[ ${1:-} != --help ]] || { usage; exit 0; }
-[[ $# -eq 2 && $1 == /?* && $2 == /?* ]] || { usage >&2; exit 64; }
+[[ $# -eq 2 && $1 == /?* && $2 == /?* ]] || usage_error
 dest=${1%/}
 app_dir=${2%/}
 src=$(cd "$(dirname "$0")/.." && pwd -P)
-
-# The shared base, pointed at the home being installed (see lib.sh).
-LOOPCTL_INSTALL_HOME=$dest
-# shellcheck source=lib.sh
-. "$src/scripts/lib.sh"
 
 [[ -r $src/$MANIFEST_FILE ]] || die "no MANIFEST in $src" "$EXIT_USAGE"
 case $dest/ in
@@ -59,8 +60,9 @@ install -d -m 0700 "$dest/$LOCK_DIR" "$dest/$BACKUPS_DIR" "$dest/$RELEASES_DIR" 
 why=$(unsafe_home)
 [[ -z $why ]] || die "refused: $why" "$EXIT_REFUSED"
 
-exec 9>>"$LOCK"
-flock -n 9 || die "refused: a change is running: $(cat "$LOCK_INFO" 2>/dev/null)" "$EXIT_LOCKED"
+# A deploy running meanwhile would run half old, half new scripts: the deploy lock keeps it out.
+take_lock setup -
+trap release_lock EXIT
 
 count=0
 while read -r _ path; do
