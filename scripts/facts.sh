@@ -47,14 +47,14 @@ tools_fact() {
   [[ ${COMPOSE_MAJOR:-1} == 2 ]] || "${COMPOSE[@]}" version >/dev/null 2>&1 || echo "${COMPOSE[*]} does not run"
 }
 
-# open_connections NAME PORT: TCP connections established to PORT inside the container NAME:
-# the proxy's open requests there, MCP streams for the most part (root reads its namespace).
+# open_connections PID PORT: TCP connections established to PORT in the network namespace of
+# the process PID (a container's): the proxy's open requests there, MCP streams for the most
+# part (root reads any namespace).
 open_connections() {
-  local pid hex
-  pid=$(docker inspect -f '{{.State.Pid}}' "$1" 2>/dev/null) || return 0
-  [[ $pid =~ ^[1-9][0-9]*$ && $2 =~ ^[0-9]+$ ]] || return 0
+  local hex
+  [[ $1 =~ ^[1-9][0-9]*$ && $2 =~ ^[0-9]+$ ]] || { echo 0; return; }
   hex=$(printf ':%04X' "$2")
-  cat "/proc/$pid/net/tcp" "/proc/$pid/net/tcp6" 2>/dev/null |
+  cat "/proc/$1/net/tcp" "/proc/$1/net/tcp6" 2>/dev/null |
     awk -v port="$hex" '$4 == "01" && substr($2, length($2) - 4) == port { n++ } END { print n + 0 }'
 }
 
@@ -64,10 +64,10 @@ open_connections() {
 #   journal KEY=VALUE... | home PROBLEM | tool PROBLEM
 #   container NAME STATE HEALTH IMAGE STARTED SERVICE | connections NAME COUNT
 status_fact() {
-  local color upstream=missing ids project c stack=0
-  if (load_stack_env) >/dev/null 2>&1; then
-    load_stack_env
+  local color upstream=missing ids project app="" app_state="" name state pid image stack=0
+  if read_stack_env; then
     stack=1
+    read -r app app_state < <(app_container any $'{{.Names}}\t{{.State}}') || true
   fi
   color=$(upstream_color)
   if [[ -r $UPSTREAM ]]; then
@@ -76,25 +76,25 @@ status_fact() {
   fi
   [[ ! -e $APP_LIVE ]] || color=app
   # Before any deploy, the app's own compose container may be what serves.
-  if [[ -z $color && $upstream == missing ]] && ((stack)); then
-    [[ -z $(app_container running) ]] || color=app
+  if [[ -z $color && $upstream == missing && $app_state == running ]]; then
+    color=app
   fi
   printf 'live\t%s\nstandby\t%s\nupstream\t%s\n' "$color" "$(upstream_standby)" "$upstream"
-  ((!stack)) || printf 'app\t%s\n' "$(app_container any)"
+  ((!stack)) || printf 'app\t%s\n' "$app"
   if [[ -s $JOURNAL ]]; then printf 'journal\t%s\n' "$(tr '\n' '\t' <"$JOURNAL")"; fi
   preflight_fact
-  if ((stack)); then
-    ids=$(docker ps -aq --filter "name=^($API_SERVICE-blue|$API_SERVICE-green|$PROXY_CONTAINER)\$")
-    project=$(stack_project)
-    [[ -z $project ]] || ids+=" $(docker ps -aq --filter "label=com.docker.compose.project=$project")"
-    # shellcheck disable=SC2046  # one id per word
-    [[ -z ${ids// /} ]] || docker inspect --format $'container\t{{.Name}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}\t{{.Config.Image}}\t{{.State.StartedAt}}\t{{index .Config.Labels "com.docker.compose.service"}}' $(tr ' ' '\n' <<<"$ids" | sort -u)
-    for c in blue green; do
-      is_running "$(container "$c")" || continue
-      printf 'connections\t%s\t%s\n' "$(container "$c")" \
-        "$(open_connections "$(container "$c")" "$(release_port "$(color_commit "$c")")")"
-    done
-  fi
+  ((stack)) || return 0
+  ids=$(docker ps -aq --filter "name=^($API_SERVICE-blue|$API_SERVICE-green|$PROXY_CONTAINER)\$")
+  project=$(stack_project "$app")
+  [[ -z $project ]] || ids+=" $(docker ps -aq --filter "label=com.docker.compose.project=$project")"
+  # shellcheck disable=SC2046  # one id per word
+  [[ -z ${ids// /} ]] || docker inspect --format $'container\t{{.Name}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}\t{{.Config.Image}}\t{{.State.StartedAt}}\t{{index .Config.Labels "com.docker.compose.service"}}' $(tr ' ' '\n' <<<"$ids" | sort -u)
+  # The open connections of each running color, into its own container port.
+  while read -r name state pid image; do
+    [[ $state == true ]] || continue
+    printf 'connections\t%s\t%s\n' "${name#/}" "$(open_connections "$pid" "$(release_port "${image##*:}")")"
+  done < <(docker inspect -f '{{.Name}} {{.State.Running}} {{.State.Pid}} {{.Config.Image}}' \
+    "$(container blue)" "$(container green)" 2>/dev/null)
 }
 
 # preflight: the lines of status a change checks before it starts (the lock, the home and the
@@ -102,12 +102,11 @@ status_fact() {
 preflight_fact() {
   local holder line
   if holder=$(lock_fact); then echo $'lock\tfree'; else printf 'lock\theld\t%s\n' "$(head -n 1 <<<"$holder")"; fi
-  if (load_stack_env) >/dev/null 2>&1; then
-    load_stack_env
+  if read_stack_env; then
     while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(home_fact)
     while IFS= read -r line; do printf 'tool\t%s\n' "$line"; done < <(tools_fact)
   else
-    printf 'tool\t%s\n' "$( (load_stack_env) 2>&1 | sed 's/^ERROR: //')"
+    printf 'tool\t%s\n' "$STACK_PROBLEM"
   fi
 }
 
@@ -120,11 +119,9 @@ main() {
     home) load_stack_env; home_fact ;;
     tools)
       # Compose and docker are found through stack.env; report their absence as a line too.
-      if ! (load_stack_env) >/dev/null 2>&1; then
-        (load_stack_env) 2>&1 | sed 's/^ERROR: //'
+      if ! read_stack_env; then
+        echo "$STACK_PROBLEM"
         DOCKER=/bin/true COMPOSE=(/bin/true)
-      else
-        load_stack_env
       fi
       tools_fact
       ;;

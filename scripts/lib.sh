@@ -69,9 +69,22 @@ readonly STACK_FIELDS=(DOCKER COMPOSE_VERSION APP_DIR APP_COMPOSE_FILE API_SERVI
 
 # Settings written by `inv setup`: KEY=VALUE lines, read without sourcing (a file is data here).
 load_stack_env() {
-  read_env_file "$LOOPCTL_HOME/$STACK_ENV_FILE" "${STACK_FIELDS[@]}" ||
-    die "$LOOPCTL_HOME/$STACK_ENV_FILE is missing or malformed: run 'inv setup'" "$EXIT_USAGE"
-  [[ -x ${DOCKER:-} ]] || die "docker not found at '${DOCKER:-}' (NAS_DOCKER)" "$EXIT_USAGE"
+  read_stack_env || die "$STACK_PROBLEM" "$EXIT_USAGE"
+}
+
+# read_stack_env: load_stack_env that says why it cannot (STACK_PROBLEM, exit 1) instead of
+# dying, for the facts that report it; loads once.
+read_stack_env() {
+  [[ -z ${STACK_LOADED:-} ]] || return "$STACK_LOADED"
+  STACK_LOADED=1 STACK_PROBLEM=""
+  if ! read_env_file "$LOOPCTL_HOME/$STACK_ENV_FILE" "${STACK_FIELDS[@]}"; then
+    STACK_PROBLEM="$LOOPCTL_HOME/$STACK_ENV_FILE is missing or malformed: run 'inv setup'"
+    return 1
+  fi
+  if [[ ! -x ${DOCKER:-} ]]; then
+    STACK_PROBLEM="docker not found at '${DOCKER:-}' (NAS_DOCKER)"
+    return 1
+  fi
   # Compose calls the docker CLI itself (to build), and on Synology it is not on PATH. sudo's
   # secure_path is not relied upon either.
   PATH=$(dirname "$DOCKER"):/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -81,7 +94,8 @@ load_stack_env() {
   # colors or progress bars in logs; no warnings about orphans (the app's own containers are
   # this project's too).
   export COMPOSE_IGNORE_ORPHANS=true COMPOSE_ANSI=never COMPOSE_MENU=false BUILDKIT_PROGRESS=plain
-  pick_compose
+  pick_compose || return 1
+  STACK_LOADED=0
 }
 
 # read_env_file FILE NAMES...: assign NAME=VALUE lines for exactly the NAMES given; values are
@@ -100,7 +114,7 @@ read_env_file() {
 }
 
 # COMPOSE: the Compose command. COMPOSE_VERSION (stack.env): auto prefers v2, the plugin
-# Synology ships; some DSM builds only have v1's docker-compose.
+# Synology ships; some DSM builds only have v1's docker-compose. Exit 1 (STACK_PROBLEM) if none.
 pick_compose() {
   local v1=""
   if [[ -x $(dirname "$DOCKER")/docker-compose ]]; then
@@ -115,10 +129,16 @@ pick_compose() {
         COMPOSE=("$DOCKER" compose) COMPOSE_MAJOR=2
         return
       fi
-      [[ $COMPOSE_VERSION == auto ]] || die "'$DOCKER compose' (Compose v2) is not available (STACK_COMPOSE=v2)" "$EXIT_USAGE"
+      if [[ $COMPOSE_VERSION != auto ]]; then
+        STACK_PROBLEM="'$DOCKER compose' (Compose v2) is not available (STACK_COMPOSE=v2)"
+        return 1
+      fi
       ;;
   esac
-  [[ -n $v1 ]] || die "neither '$DOCKER compose' nor docker-compose is available" "$EXIT_USAGE"
+  if [[ -z $v1 ]]; then
+    STACK_PROBLEM="neither '$DOCKER compose' nor docker-compose is available"
+    return 1
+  fi
   # A v2 binary installed as docker-compose is still v2.
   # shellcheck disable=SC2034  # read by the scripts
   if "$v1" version --short 2>/dev/null | grep -q '^v\?2\.'; then COMPOSE_MAJOR=2; else COMPOSE_MAJOR=1; fi
