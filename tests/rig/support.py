@@ -79,7 +79,7 @@ def running_api_colors() -> list[str]:
 
 
 def lock_is_free() -> bool:
-    return sh(f"flock --nonblock {LOCKFILE} true", check=False).returncode == 0
+    return sh(f"flock --shared --nonblock {LOCKFILE} true", check=False).returncode == 0
 
 
 def file_digests(folder: str) -> str:
