@@ -76,7 +76,8 @@ def problems(state: NasState, session: Session) -> list[str]:
                          f"`inv rebuild` puts a release back")
     if state.journal and not state.lock:
         found.append(f"a {state.journal.get('op', 'change')} was cut short at step {state.journal.get('step', '?')} "
-                     f"(killed before it could undo itself): check the containers below")
+                     f"and could not finish or undo itself: the next `inv rebuild` or `inv rollback` repairs it "
+                     f"first")
     return found
 
 

@@ -9,8 +9,8 @@
 # session cannot interrupt it half-way.
 set -Eeuo pipefail
 
-# shellcheck source=lib-deploy.sh
-. "$(dirname "$0")/lib-deploy.sh"
+# shellcheck source=lib-change.sh
+. "$(dirname "$0")/lib-change.sh"
 
 VERIFY_SECONDS=$DEPLOY_VERIFY_SECONDS
 
@@ -60,6 +60,7 @@ main() {
   LEGACY_CONTAINER=""
   take_lock deploy "$short"
   trap finish_change EXIT
+  recover_change
   install_release "$from" "$short"
   load_release "$short"
   # shellcheck disable=SC2153  # COMMIT is the release's field
@@ -110,7 +111,7 @@ main() {
   fi
 
   retire_standby
-  brought_up=created
+  bring_up created
   journal_set step start
   compose_release "$short" up -d --no-deps --no-build --force-recreate "$(container "$target")"
   step "waiting for $(container "$target") to be healthy (up to ${HEALTH_TIMEOUT}s)"

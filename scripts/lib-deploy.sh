@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# The change transaction shared by deploy-blue-green.sh, rollback.sh and rebuild-all.sh:
-# releases and their stack definitions, the app checkout's export, colors and containers,
-# health waits, the nginx switch, the undo and the release history. Sourced, never run.
+# What the scripts know about the stack: releases and their stack definitions, the app
+# checkout's export, colors and containers, health waits, the nginx switch and the release
+# history. Sourced by facts.sh and prepare.sh, and through lib-change.sh (the transaction of
+# a change) by the scripts that change the stack. Sourced, never run.
 #
 # A release is releases/SHORT/{stack.json,release.env}: the app's own compose definition
 # of the api service, copied into one service per color (only the names and the published
@@ -42,8 +43,10 @@ install_release() {
   install -d -m 0700 "$LOOPCTL_HOME/$RELEASES_DIR"
   rm -rf "$dir.new"
   install -d -m 0700 "$dir.new"
-  install -m 0600 "$from/$RELEASE_STACK_FILE" "$from/$RELEASE_ENV_FILE" "$dir.new/" ||
-    die "could not copy the release definition (is the disk full?)" "$EXIT_DISK_FULL"
+  if ! install -m 0600 "$from/$RELEASE_STACK_FILE" "$from/$RELEASE_ENV_FILE" "$dir.new/" 2>/dev/null; then
+    rm -rf "$dir.new"
+    disk_full_or_die "could not copy the release definition into $dir" "$dir.new"
+  fi
   rm -rf "$dir.old"
   [[ ! -e $dir ]] || mv "$dir" "$dir.old"
   mv "$dir.new" "$dir"
@@ -57,7 +60,7 @@ compose_release() {
   local dir
   dir=$(release_dir "$1")
   shift
-  [[ ${1:-} != up ]] || check_bind_sources
+  [[ ${1:-} != up ]] || check_release_bind_sources
   (cd "$dir" && ${COMPOSE_PREFIX[@]+"${COMPOSE_PREFIX[@]}"} "${COMPOSE[@]}" -p "$PROJECT" --project-directory "$dir" \
     -f "$dir/$RELEASE_STACK_FILE" "$@" 2> >(without_compose_noise >&2))
 }
@@ -97,19 +100,21 @@ export_commit() {
   mkdir -m 0700 "$src.new"
   if ! mirror_git -c tar.umask=0022 archive --format=tar "$commit" | tar -x --no-same-owner -C "$src.new" 2>"$BUILD/tar.err"; then
     rm -rf "$src.new"
-    disk_full_or_die "exporting $commit failed: $(tail -n 1 "$BUILD/tar.err")"
+    disk_full_or_die "exporting $commit failed: $(tail -n 1 "$BUILD/tar.err")" "$BUILD"
   fi
   rm -rf "$src"
   mv "$src.new" "$src"
   echo "$commit" >"$BUILD/commit"
 }
 
-# disk_full_or_die MESSAGE: say plainly when the disk is full (exit 74), else die.
+# disk_full_or_die MESSAGE [PATH]: say plainly when the disk holding PATH (default: the home)
+# is full (exit 74), else die.
 disk_full_or_die() {
-  local avail
-  avail=$(df -Pk "$LOOPCTL_HOME" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  local avail where=${2:-$LOOPCTL_HOME}
+  [[ -e $where ]] || where=$(dirname "$where")
+  avail=$(df -Pk "$where" 2>/dev/null | awk 'NR == 2 { print $4 }')
   if [[ $1 == *"No space left"* || ${avail:-1} -lt 1024 ]]; then
-    die "the disk is full ($(df -Ph "$LOOPCTL_HOME" | awk 'NR == 2 { print $4 }') free on $(df -P "$LOOPCTL_HOME" | awk 'NR == 2 { print $6 }')): $1" "$EXIT_DISK_FULL"
+    die "the disk is full ($(df -Ph "$where" | awk 'NR == 2 { print $4 }') free on $(df -P "$where" | awk 'NR == 2 { print $6 }')): $1" "$EXIT_DISK_FULL"
   fi
   die "$1"
 }
@@ -163,16 +168,22 @@ container_ip() {
 }
 is_running() { [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]; }
 
-# check_bind_sources [PATH...]: Docker follows links in a bind mount's source when it starts a
+# check_bind_sources PATH...: Docker follows links in a bind mount's source when it starts a
 # container, and the app can turn a folder of the checkout into a link to /. Before every start,
-# each source (the release's BIND_SOURCES, or those given) must be its own canonical path.
+# each source must be its own canonical path.
 check_bind_sources() {
-  local source sources=("$@")
-  ((${#sources[@]})) || IFS=, read -ra sources <<<"${BIND_SOURCES:-}"
-  for source in ${sources[@]+"${sources[@]}"}; do
+  local source
+  for source in "$@"; do
     [[ $(realpath -m -- "$source") == "$source" ]] ||
       die "the mount source $source goes through a symbolic link (to $(realpath -m -- "$source")): refused" "$EXIT_REFUSED"
   done
+}
+
+# check_release_bind_sources: check_bind_sources for the loaded release's BIND_SOURCES.
+check_release_bind_sources() {
+  local -a sources=()
+  IFS=, read -ra sources <<<"${BIND_SOURCES:-}"
+  check_bind_sources ${sources[@]+"${sources[@]}"}
 }
 
 # ensure_shared_objects: the networks and volumes the app's compose shares with this stack
@@ -343,10 +354,17 @@ verify_through_proxy() {
 
 # --- history ---------------------------------------------------------------------------------
 
-# record_release KIND COMMIT IMAGE COLOR: one tab-separated line per change of the live version.
+# record_release KIND COMMIT IMAGE COLOR: one tab-separated line per change of the live version,
+# written beside the history and renamed over it: a full disk never leaves half a line.
 record_release() {
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(utc_now)" "$1" "$2" "$3" "$4" "$(printable "${PERFORMER:-unknown}")" >>"$RELEASES"
-  chmod 644 "$RELEASES"
+  if ! { cat "$RELEASES" 2>/dev/null
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(utc_now)" "$1" "$2" "$3" "$4" "$(printable "${PERFORMER:-unknown}")"
+  } >"$RELEASES.new"; then
+    rm -f "$RELEASES.new"
+    disk_full_or_die "could not write the release history $RELEASES" "$RELEASES"
+  fi
+  chmod 644 "$RELEASES.new"
+  mv -f "$RELEASES.new" "$RELEASES"
 }
 
 # Keep the images (and definitions) of the last KEEP_RELEASES released commits, and always the
@@ -370,279 +388,30 @@ prune_releases() {
   docker image prune -f --filter dangling=true --filter "label=org.loopctl.project=$PROJECT" >/dev/null 2>&1 || true
 }
 
-# parse_release_flags [allow-tool-removal]: the script's own flags (EXTRA_FLAGS) when it
-# deploys a release (deploy, rebuild-all): --commit SHA --release DIR [--build-timeout S], and
-# --allow-tool-removal where the caller names it; sets COMMIT_ARG, RELEASE_FROM and
-# ALLOW_TOOL_REMOVAL. Anything else is bad usage.
-parse_release_flags() {
-  local flag
-  COMMIT_ARG="" RELEASE_FROM="" ALLOW_TOOL_REMOVAL=0
-  for flag in ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}; do
-    case $flag in
-      commit=*) COMMIT_ARG=${flag#commit=} ;;
-      release=*) RELEASE_FROM=${flag#release=} ;;
-      build-timeout=*) BUILD_TIMEOUT=${flag#build-timeout=} ;;
-      allow-tool-removal=1) [[ ${1:-} == allow-tool-removal ]] || usage_error; ALLOW_TOOL_REMOVAL=1 ;;
-      *) usage_error ;;
-    esac
-  done
-  [[ $COMMIT_ARG =~ ^[0-9a-f]{40}$ && $RELEASE_FROM == /* && $BUILD_TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error
-}
-
-# parse_flags ARGS...: the flags every change script takes; sets EXTRA_FLAGS to the rest
-# (as NAME=VALUE words, NAME=1 for a switch such as --allow-tool-removal) for the script's own.
-# --help prints the usage and exits 0.
-parse_flags() {
-  EXTRA_FLAGS=()
-  while (($#)); do
-    [[ $1 == --help || $1 == -h ]] && { usage; exit 0; }
-    if [[ $1 == --allow-tool-removal ]]; then
-      EXTRA_FLAGS+=(allow-tool-removal=1)
-      shift
-      continue
-    fi
-    [[ $# -ge 2 && $1 == --* ]] || usage_error
-    case $1 in
-      --performer) PERFORMER=$(printable "$2") ;;
-      --health-timeout) HEALTH_TIMEOUT=$2 ;;
-      --verify-seconds) VERIFY_SECONDS=$2 ;;
-      *) EXTRA_FLAGS+=("${1#--}=$2") ;;
-    esac
-    shift 2
-  done
-  [[ $HEALTH_TIMEOUT =~ ^[0-9]+$ && $VERIFY_SECONDS =~ ^[0-9]+$ ]] || usage_error
-}
-
-# --- the transaction: undone on any failure before it commits ------------------------------
-
-# State of a deploy or rollback in progress, read by finish_change; the T_ stamps by the
-# scripts' summaries.
-# shellcheck disable=SC2034  # set and read by the scripts that source this file
-live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0 T_GATE=0 TOOLS_SUMMARY=""
-
 # The proxy address the scripts talk to: the published one, on this machine.
 proxy_host() {
   PROXY_HOST=${PROXY_BIND:-127.0.0.1}
   [[ $PROXY_HOST != 0.0.0.0 ]] || PROXY_HOST=127.0.0.1
 }
 
-# give_port_to_proxy: the takeover's switch. The app's own container holds the port; stop it
-# and start the (already created) proxy in its place. Connections are refused in between:
-# the gap is measured and printed.
-give_port_to_proxy() {
-  local t0 t1
-  t0=$(ms_now)
-  docker stop -t 5 "$LEGACY_CONTAINER" >/dev/null
-  docker start "$PROXY_CONTAINER" >/dev/null
-  wait_port_answers || warn "the proxy does not answer on port $PROXY_PORT"
-  t1=$(ms_now)
-  step "port $PROXY_PORT moved from $LEGACY_CONTAINER to $PROXY_CONTAINER in $(elapsed "$t0" "$t1")"
-}
-
-# give_port_to_app: the takeover undone (or rolled back): the proxy stops, the app's own
-# container gets its port back.
-give_port_to_app() {
-  local -a sources
-  mapfile -t sources < <(docker inspect -f '{{range .Mounts}}{{if eq .Type "bind"}}{{.Source}}{{"\n"}}{{end}}{{end}}' "$LEGACY_CONTAINER" | grep .)
-  check_bind_sources ${sources[@]+"${sources[@]}"}
-  docker stop -t 5 "$PROXY_CONTAINER" >/dev/null 2>&1 || true
-  docker start "$LEGACY_CONTAINER" >/dev/null
-}
-
-# EXIT trap of deploy and rollback: a change that did not commit is undone so the live color
-# keeps serving. Traffic goes back to it; the container brought up is removed if the change
-# created it, or stopped again if it only started an existing one (a kept release).
-finish_change() {
-  local status=$?
-  trap - EXIT
-  if ((committed && status != 0)); then
-    # The new release serves: bookkeeping that failed afterwards (a full disk) is said, not
-    # reported as a failed change someone would roll back.
-    warn "the change is done and serving, but a step after it failed (exit $status): check 'inv status'"
-    status=0
-  fi
-  if ((!committed)); then
-    ((status != 0)) || status=$EXIT_FAILED
-    if ((switched)); then
-      if [[ $target == app ]]; then
-        warn "giving port $PROXY_PORT back to $PROXY_CONTAINER"
-        give_port_to_proxy || warn "could not start $PROXY_CONTAINER again: check 'inv status'"
-      elif [[ $live == app ]]; then
-        warn "giving port $PROXY_PORT back to $LEGACY_CONTAINER"
-        give_port_to_app || warn "could not start $LEGACY_CONTAINER again: check 'inv status'"
-        printf '%s\n' "$LEGACY_CONTAINER" >"$APP_LIVE"
-      elif [[ -n $live ]]; then
-        warn "switching back to $live"
-        switch_to "$live" "" "$(release_port "$(color_commit "$live")")" ||
-          warn "could not switch back to $live: check 'inv status'"
-      fi
-    fi
-    if [[ -n $brought_up && $target != app ]]; then
-      show_failure "$(container "$target")"
-      if [[ $brought_up == created ]]; then
-        warn "removing $(container "$target")"
-        docker rm -f "$(container "$target")" >/dev/null 2>&1 || true
-      else
-        warn "stopping $(container "$target") again"
-        docker stop -t 10 "$(container "$target")" >/dev/null 2>&1 || true
-      fi
-    fi
-    if [[ -n $live && (-n $brought_up || $switched == 1) ]]; then
-      warn "undone: $live is still serving"
-    fi
-  fi
-  journal_clear
-  release_lock
-  exit "$status"
-}
-
-# app_container any|running [FORMAT]: the app's own api container, made by its compose in APP_DIR (this
+# app_container any|running: the app's own api container, made by its compose in APP_DIR (this
 # stack's containers have a release's folder as their working folder), found by Compose's
 # labels whatever it is named; "" when there is none. The one place that finds it: status,
 # takeover and rollback ask here.
 app_container() {
   local -a running=()
-  local format=${2:-'{{.Names}}'}
   [[ $1 != running ]] || running=(--filter status=running)
   docker ps -a ${running[@]+"${running[@]}"} --filter "label=com.docker.compose.service=$API_SERVICE" \
-    --filter "label=com.docker.compose.project.working_dir=$APP_DIR" --format "$format" | head -n 1
+    --filter "label=com.docker.compose.project.working_dir=$APP_DIR" --format '{{.Names}}' | head -n 1
 }
 
-# stack_project [APP_CONTAINER]: the Compose project of this stack, from the labels of its
-# containers or of the app's own (Compose names it; loopctl never works the name out again).
+# The Compose project of this stack, from the labels of its containers or of the app's own
+# (Compose names it; loopctl never works the name out again).
 stack_project() {
-  docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$(container blue)" "$(container green)" \
-    "$PROXY_CONTAINER" "${1:-$(app_container any)}" 2>/dev/null | grep -m 1 . || true
-}
-
-# check_names_and_port: before anything changes, refuse containers that hold this stack's
-# names or its port without being part of it. Prints "takeover" when the app's own api
-# container holds the port (the first deploy on a NAS the app's compose runs).
-check_names_and_port() {
-  local name service labels holders
-  for name in "$(container blue)" "$(container green)" "$PROXY_CONTAINER"; do
-    exists "$name" || continue
-    service=$name
-    [[ $name != "$PROXY_CONTAINER" ]] || service=$PROXY_SERVICE
-    labels=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}/{{index .Config.Labels "com.docker.compose.service"}}' "$name")
-    [[ $labels == "$PROJECT/$service" ]] ||
-      die "container $name exists but is not this stack's (compose labels '$labels'): rename or remove it, then deploy again" "$EXIT_REFUSED"
-  done
-  holders=$(docker ps --filter "publish=$PROXY_PORT" --format '{{.Names}}' | tr '\n' ' ')
-  holders=${holders% }
-  case $holders in
-    "")
-      if (exec 3<>"/dev/tcp/$PROXY_HOST/$PROXY_PORT") 2>/dev/null; then
-        die "port $PROXY_PORT is in use by a process outside Docker: stop it, or set STACK_PROXY_PORT" "$EXIT_REFUSED"
-      fi
-      ;;
-    "$PROXY_CONTAINER") ;;
-    "$(app_container any)") echo takeover ;;
-    *) die "port $PROXY_PORT is held by container $holders, not by $API_SERVICE: stop it, or set STACK_PROXY_PORT" "$EXIT_REFUSED" ;;
-  esac
-}
-
-# switch_and_verify: the common end of deploy and rollback, from a healthy target on.
-switch_and_verify() {
-  step "switching nginx to $target"
-  switched=1
-  journal_set step switch
-  switch_to "$target" "$live" || die "nginx did not accept the new upstream"
-  # shellcheck disable=SC2034  # read by the calling script's summary
-  T_SWITCHED=$(ms_now)
-  verify_and_commit
-}
-
-# takeover_and_verify: the first switch on a NAS where the app's own container holds the
-# port: the proxy is created (not started) on the new upstream, then takes the port.
-takeover_and_verify() {
-  local candidate
-  step "taking port $PROXY_PORT over from $LEGACY_CONTAINER (the app's own container, kept for rollback)"
-  candidate=$(write_candidate "$target" "")
-  nginx_test_offline "$candidate" || { rm -f "$candidate"; die "nginx -t failed: no switch"; }
-  # From here on an undo gives the port back (and says the app's container serves).
-  switched=1
-  mv -f "$candidate" "$UPSTREAM"
-  compose_release "$SHORT" up --no-start --no-deps proxy
-  journal_set step switch
-  give_port_to_proxy
-  # shellcheck disable=SC2034  # read by the calling script's summary
-  T_SWITCHED=$(ms_now)
-  verify_and_commit
-}
-
-verify_and_commit() {
-  step "verifying through the proxy for ${VERIFY_SECONDS}s"
-  journal_set step verify
-  verify_through_proxy "$target" "$VERIFY_SECONDS" || die "verification through the proxy failed"
-  mcp_tools "http://$PROXY_HOST:$PROXY_PORT" "$target" || die "MCP through the proxy failed: $MCP_ERROR"
-  # shellcheck disable=SC2034  # read by the calling script's summary
-  T_VERIFIED=$(ms_now)
-  committed=1
-  journal_set step committed
-}
-
-# retire_old: after the commit, the replaced release stays. With KEEP_WARM (the default) it
-# runs on as the warm standby: the sessions it holds go on (the proxy sends it the requests the
-# live color does not know), and a rollback is only a switch. Without, it stops (a rollback
-# starts it again in seconds). Nothing here can fail the change: the new release serves.
-retire_old() {
   local name
-  if [[ $live == app ]]; then
-    rm -f "$APP_LIVE"
-    return
-  fi
-  [[ -n $live ]] || return 0
-  name=$(container "$live")
-  is_running "$name" || return 0
-  if [[ $KEEP_WARM == 1 ]]; then
-    step "$name stays up as the warm standby: its open sessions go on; rollback is a switch"
-    return
-  fi
-  step "stopping $name (kept for rollback; KEEP_WARM=0)"
-  switch_to "$target" "" || warn "could not take $name out of the proxy as the standby"
-  docker stop -t 10 "$name" >/dev/null || warn "could not stop $name"
-}
-
-# retire_standby: the target color about to be replaced is the warm standby: the proxy stops
-# sending it sessions first (they end with it: they are a release old).
-retire_standby() {
-  [[ -n $live && $live != app && $(upstream_standby) == "$target" ]] || return 0
-  step "replacing the warm standby $(container "$target") ($(color_commit "$target")): its sessions end"
-  switch_to "$live" "" "$(release_port "$(color_commit "$live")")" || die "nginx did not accept the upstream without the standby"
-}
-
-# mcp_gate: before any traffic moves, the new color must speak MCP as ChatGPT would reach it
-# through the proxy (its container directly, with the headers the proxy adds). Its tools are
-# compared with the live release's, and removing one needs --allow-tool-removal. Sets
-# TOOLS_SUMMARY ("2->1") and T_GATE (milliseconds).
-mcp_gate() {
-  local name ip t0 new
-  name=$(container "$target")
-  ip=$(container_ip "$name")
-  [[ -n $ip ]] || die "$name has no network address to check MCP on"
-  t0=$(ms_now)
-  mcp_tools "http://$ip:$CONTAINER_PORT" || die "the MCP gate failed on $name: $MCP_ERROR"
-  if [[ -n $MCP_AUTH ]]; then
-    warn "$APP_MCP_PATH on $name answers $MCP_AUTH (authorization required): only that was checked, tools not compared"
-    TOOLS_SUMMARY=unknown T_GATE=$(($(ms_now) - t0))
-    return
-  fi
-  new=$MCP_TOOLS
-  if [[ -z $live ]]; then
-    mcp_compare "" "$new"
-  elif mcp_tools "http://$PROXY_HOST:$PROXY_PORT" && [[ -z $MCP_AUTH ]]; then
-    mcp_compare "$MCP_TOOLS" "$new"
-  else
-    warn "the live release's tools could not be listed (${MCP_ERROR:-authorization required}): not compared"
-    mcp_compare "" "$new"
-    MCP_COMPARED="tools: ? -> ${MCP_COMPARED##* }"
-  fi
-  T_GATE=$(($(ms_now) - t0))
-  step "MCP gate passed on $name in $(elapsed 0 "$T_GATE"); $MCP_COMPARED"
-  # shellcheck disable=SC2034  # read by the deploy's summary
-  TOOLS_SUMMARY=$(sed -E 's/^tools: ([^ ,]+) -> ([^ ,]+).*/\1->\2/; s/^tools: ([^ ,]+)$/\1/' <<<"$MCP_COMPARED")
-  if [[ -n $MCP_REMOVED && $ALLOW_TOOL_REMOVAL != 1 ]]; then
-    die "refused: the new release removes $MCP_REMOVED (ChatGPT may call it); deploy with --allow-tool-removal if that is meant" "$EXIT_REFUSED"
-  fi
+  for name in "$(container blue)" "$(container green)" "$PROXY_CONTAINER" "$(app_container any)"; do
+    [[ -n $name ]] || continue
+    docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$name" 2>/dev/null | grep . && return
+  done
+  return 0
 }

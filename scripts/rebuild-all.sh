@@ -5,8 +5,8 @@
 # checked, into a timestamped backup folder only root can read.
 set -Eeuo pipefail
 
-# shellcheck source=lib-deploy.sh
-. "$(dirname "$0")/lib-deploy.sh"
+# shellcheck source=lib-change.sh
+. "$(dirname "$0")/lib-change.sh"
 
 VERIFY_SECONDS=$DEPLOY_VERIFY_SECONDS
 
@@ -67,6 +67,7 @@ main() {
   local short=${commit:0:12}
   take_lock rebuild-all "$short"
   trap 'journal_clear; release_lock' EXIT
+  recover_change
   install_release "$from" "$short"
   load_release "$short"
   proxy_host
@@ -88,20 +89,11 @@ main() {
 
   backup=$(backup_oauth)
   step "backed up the OAuth folder $OAUTH_DIR to $backup"
+  journal_set backup "$backup"
   journal_set step replace
   in_oauth_dir find . -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 
-  step "recreating ${AUX_SERVICES:+${AUX_SERVICES//,/, }, }$(container "$color") and the proxy (new OAuth keys)"
-  mv -f "$(write_candidate "$color" "$(other_color "$color")")" "$UPSTREAM"
-  ensure_shared_objects
-  # shellcheck disable=SC2086  # a comma list made words
-  compose_release "$short" up -d --no-deps --no-build --force-recreate ${AUX_SERVICES//,/ } "$(container "$color")" proxy
-  for service in ${AUX_SERVICES//,/ }; do
-    wait_healthy "$(compose_release "$short" ps -q "$service" | head -n 1)" "$HEALTH_TIMEOUT" ||
-      die "$service did not become healthy; the backup is in $backup"
-  done
-  wait_healthy "$(container "$color")" "$HEALTH_TIMEOUT" || die "$(container "$color") did not become healthy; the backup is in $backup"
-  wait_port_answers || true
+  recreate_all "$short" "$color" "$backup"
   verify_through_proxy "$color" "$VERIFY_SECONDS" || die "verification through the proxy failed; the backup is in $backup"
   mcp_tools "http://$PROXY_HOST:$PROXY_PORT" "$color" || die "MCP through the proxy failed: $MCP_ERROR; the backup is in $backup"
   record_release rebuild-all "$short" "$API_REPO:$short" "$color"

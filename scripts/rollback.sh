@@ -7,8 +7,8 @@
 # back, exactly as it ran before. Nothing is built.
 set -Eeuo pipefail
 
-# shellcheck source=lib-deploy.sh
-. "$(dirname "$0")/lib-deploy.sh"
+# shellcheck source=lib-change.sh
+. "$(dirname "$0")/lib-change.sh"
 
 VERIFY_SECONDS=$ROLLBACK_VERIFY_SECONDS
 
@@ -108,13 +108,22 @@ main() {
   load_stack_env
   take_lock rollback "${to:-previous}"
   trap finish_change EXIT
+  recover_change
+  if [[ -z $to && $RECOVERED == deploy\ * ]]; then
+    # The change to roll back was that deploy, and undoing it was the rollback.
+    step "the interrupted deploy was undone: ${RECOVERED#* undone; }; nothing more to roll back"
+    committed=1
+    return
+  fi
   T_START=$(ms_now)
 
   live=$(live_color)
   [[ -n $live ]] || die "nothing is deployed: no previous release to roll back to" "$EXIT_NOTHING_TO_ROLL_BACK"
   [[ $live != app ]] || die "the app's own container serves: there is no loopctl release to roll back from" "$EXIT_NOTHING_TO_ROLL_BACK"
   current=$(color_commit "$live")
-  [[ -n $current ]] || die "the live color $live has no container: deploy again with 'inv rebuild'" "$EXIT_NOTHING_TO_ROLL_BACK"
+  # The live color's container removed by hand: the history says what it ran.
+  [[ -n $current ]] || current=$(awk -F'\t' -v color="$live" '$5 == color { commit = $3 } END { print commit }' "$RELEASES" 2>/dev/null)
+  [[ -n $current ]] || die "the live color $live has no container and no record: deploy again with 'inv rebuild'" "$EXIT_NOTHING_TO_ROLL_BACK"
   load_release "$current"
   proxy_host
   target=$(other_color "$live")
@@ -138,13 +147,13 @@ main() {
   journal op=rollback "commit=$tag" "live=$live" "target=$target" step=start
   if [[ $kept == "$tag" ]]; then
     if ! is_running "$(container "$target")"; then
-      brought_up=started
-      check_bind_sources
+      bring_up started
+      check_release_bind_sources
       docker start "$(container "$target")" >/dev/null
     fi
   else
     retire_standby
-    brought_up=created
+    bring_up created
     ensure_shared_objects
     compose_release "$tag" up -d --no-deps --no-build --force-recreate "$(container "$target")"
   fi

@@ -114,7 +114,8 @@ def test_status_names_every_problem(tmp_path):
         "`inv rebuild` or `inv rollback` writes it again",
         "the proxy loop-proxy is exited: nothing serves port traffic; `inv rebuild` or `inv rollback` brings it back",
         "the live color's container is missing: `inv rollback` or `inv rebuild` puts a release back",
-        "a deploy was cut short at step switch (killed before it could undo itself): check the containers below",
+        "a deploy was cut short at step switch and could not finish or undo itself: the next `inv rebuild` or "
+        "`inv rollback` repairs it first",
     ]
     healthy = facts.NasState("blue", "ok", None, {}, [], [], [
         facts.Container("loop-proxy", "running", "-", "nginx", "", "proxy"),

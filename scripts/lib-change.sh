@@ -1,0 +1,378 @@
+# shellcheck shell=bash
+# The change transaction of deploy-blue-green.sh, rollback.sh and rebuild-all.sh: their flags,
+# the state of a change in progress, the switch and its verification, the undo on any failure
+# before the change commits, and the repair of a change that was killed before it could undo
+# itself. Sourced, never run; facts.sh and prepare.sh, which change nothing, do without it.
+
+# shellcheck source=lib-deploy.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib-deploy.sh"
+
+# --- flags ---------------------------------------------------------------------------------
+
+# parse_release_flags [allow-tool-removal]: the script's own flags (EXTRA_FLAGS) when it
+# deploys a release (deploy, rebuild-all): --commit SHA --release DIR [--build-timeout S], and
+# --allow-tool-removal where the caller names it; sets COMMIT_ARG, RELEASE_FROM and
+# ALLOW_TOOL_REMOVAL. Anything else is bad usage.
+parse_release_flags() {
+  local flag
+  COMMIT_ARG="" RELEASE_FROM="" ALLOW_TOOL_REMOVAL=0
+  for flag in ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}; do
+    case $flag in
+      commit=*) COMMIT_ARG=${flag#commit=} ;;
+      release=*) RELEASE_FROM=${flag#release=} ;;
+      build-timeout=*) BUILD_TIMEOUT=${flag#build-timeout=} ;;
+      allow-tool-removal=1) [[ ${1:-} == allow-tool-removal ]] || usage_error; ALLOW_TOOL_REMOVAL=1 ;;
+      *) usage_error ;;
+    esac
+  done
+  [[ $COMMIT_ARG =~ ^[0-9a-f]{40}$ && $RELEASE_FROM == /* && $BUILD_TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage_error
+}
+
+# parse_flags ARGS...: the flags every change script takes; sets EXTRA_FLAGS to the rest
+# (as NAME=VALUE words, NAME=1 for a switch such as --allow-tool-removal) for the script's own.
+# --help prints the usage and exits 0.
+parse_flags() {
+  EXTRA_FLAGS=()
+  while (($#)); do
+    [[ $1 == --help || $1 == -h ]] && { usage; exit 0; }
+    if [[ $1 == --allow-tool-removal ]]; then
+      EXTRA_FLAGS+=(allow-tool-removal=1)
+      shift
+      continue
+    fi
+    [[ $# -ge 2 && $1 == --* ]] || usage_error
+    case $1 in
+      --performer) PERFORMER=$(printable "$2") ;;
+      --health-timeout) HEALTH_TIMEOUT=$2 ;;
+      --verify-seconds) VERIFY_SECONDS=$2 ;;
+      *) EXTRA_FLAGS+=("${1#--}=$2") ;;
+    esac
+    shift 2
+  done
+  [[ $HEALTH_TIMEOUT =~ ^[0-9]+$ && $VERIFY_SECONDS =~ ^[0-9]+$ ]] || usage_error
+}
+
+# --- the transaction: undone on any failure before it commits ------------------------------
+
+# State of a deploy or rollback in progress, read by finish_change; the T_ stamps by the
+# scripts' summaries.
+# shellcheck disable=SC2034  # set and read by the scripts that source this file
+live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0 T_GATE=0 TOOLS_SUMMARY="" RECOVERED=""
+
+# give_port_to_proxy: the takeover's switch. The app's own container holds the port; stop it
+# and start the (already created) proxy in its place. Connections are refused in between:
+# the gap is measured and printed.
+give_port_to_proxy() {
+  local t0 t1
+  t0=$(ms_now)
+  docker stop -t 5 "$LEGACY_CONTAINER" >/dev/null
+  docker start "$PROXY_CONTAINER" >/dev/null
+  wait_port_answers || warn "the proxy does not answer on port $PROXY_PORT"
+  t1=$(ms_now)
+  step "port $PROXY_PORT moved from $LEGACY_CONTAINER to $PROXY_CONTAINER in $(elapsed "$t0" "$t1")"
+}
+
+# give_port_to_app: the takeover undone (or rolled back): the proxy stops, the app's own
+# container gets its port back.
+give_port_to_app() {
+  local -a sources
+  mapfile -t sources < <(docker inspect -f '{{range .Mounts}}{{if eq .Type "bind"}}{{.Source}}{{"\n"}}{{end}}{{end}}' "$LEGACY_CONTAINER" | grep .)
+  check_bind_sources ${sources[@]+"${sources[@]}"}
+  docker stop -t 5 "$PROXY_CONTAINER" >/dev/null 2>&1 || true
+  docker start "$LEGACY_CONTAINER" >/dev/null
+}
+
+# bring_up created|started: the change is about to create the target's container (or start a
+# kept one): the undo removes (or stops) it. The journal keeps it too, for a killed change.
+bring_up() {
+  brought_up=$1
+  journal_set brought "$1"
+}
+
+# EXIT trap of deploy and rollback: a change that did not commit is undone so the live color
+# keeps serving. If a part of the undo fails (Docker is down), the journal stays on disk and
+# the next change finishes it (recover_change).
+finish_change() {
+  local status=$?
+  trap - EXIT
+  if ((committed && status != 0)); then
+    # The new release serves: bookkeeping that failed afterwards (a full disk) is said, not
+    # reported as a failed change someone would roll back.
+    warn "the change is done and serving, but a step after it failed (exit $status): check 'inv status'"
+    status=0
+  fi
+  if ((!committed)); then
+    ((status != 0)) || status=$EXIT_FAILED
+    undo_change || {
+      warn "the undo is not complete (is Docker running?): the next 'inv rebuild' or 'inv rollback' finishes it"
+      release_lock
+      exit "$status"
+    }
+  fi
+  journal_clear
+  release_lock
+  exit "$status"
+}
+
+# undo_change: traffic back to the live color (or the port back to whichever container held
+# it); the target's container removed if the change created it, stopped if it only started a
+# kept one. Reads the globals live, target, switched and brought_up, which a change sets as it
+# goes and recover_change sets from the journal. Exit 1 if a part of it failed.
+undo_change() {
+  local failed=0
+  if ((switched)); then
+    if [[ $target == app ]]; then
+      warn "giving port $PROXY_PORT back to $PROXY_CONTAINER"
+      give_port_to_proxy || { warn "could not start $PROXY_CONTAINER again: check 'inv status'"; failed=1; }
+    elif [[ $live == app ]]; then
+      warn "giving port $PROXY_PORT back to $LEGACY_CONTAINER"
+      if give_port_to_app; then
+        printf '%s\n' "$LEGACY_CONTAINER" >"$APP_LIVE"
+      else
+        warn "could not start $LEGACY_CONTAINER again: check 'inv status'"
+        failed=1
+      fi
+    elif [[ -n $live ]]; then
+      warn "switching back to $live"
+      switch_to "$live" "" "$(release_port "$(color_commit "$live")")" ||
+        { warn "could not switch back to $live: check 'inv status'"; failed=1; }
+    fi
+  fi
+  if [[ -n $brought_up && $target != app ]] && exists "$(container "$target")"; then
+    show_failure "$(container "$target")"
+    if [[ $brought_up == created ]]; then
+      warn "removing $(container "$target")"
+      docker rm -f "$(container "$target")" >/dev/null 2>&1 || failed=1
+    else
+      warn "stopping $(container "$target") again"
+      docker stop -t 10 "$(container "$target")" >/dev/null 2>&1 || failed=1
+    fi
+  fi
+  if [[ -n $live && (-n $brought_up || $switched == 1) ]] && ((!failed)); then
+    warn "undone: $live is still serving"
+  fi
+  return "$failed"
+}
+
+# --- recovery: a change killed before its trap could run ----------------------------------
+
+# recover_change: run by deploy, rollback and rebuild-all as soon as they hold the lock. A
+# journal on disk means the last change was killed (SIGKILL, OOM, power loss: no EXIT trap
+# runs) or could not finish its undo. From the journal and what runs now, it is finished if it
+# had committed (its record written) and undone otherwise, exactly as its trap would have, so
+# one release serves before this change starts.
+recover_change() {
+  [[ -s $JOURNAL ]] || return 0
+  local line op="" commit="" at=""
+  local -A field=()
+  while IFS= read -r line; do
+    [[ $line =~ ^(op|commit|live|target|step|brought|backup)=([A-Za-z0-9_./:@-]*)$ ]] || continue
+    field[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+  done <"$JOURNAL"
+  op=${field[op]:-} commit=${field[commit]:-} at=${field[step]:-}
+  warn "the last $op${commit:+ of $commit} was cut short at step '$at' and could not finish or undo itself: repairing that first"
+  case $op in
+    deploy | rollback)
+      live=${field[live]:-} target=${field[target]:-} brought_up=${field[brought]:-} switched=0 committed=0
+      [[ $at != switch && $at != verify ]] || switched=1
+      # The release being deployed, for the proxy's address and the record (the live one's when
+      # the journal names none).
+      [[ -n $commit ]] || commit=$(color_commit "$live")
+      if [[ -n $commit ]] && (load_release "$commit") >/dev/null 2>&1; then load_release "$commit"; fi
+      proxy_host
+      [[ $live != app ]] || LEGACY_CONTAINER=$(app_container any)
+      if [[ $at == committed ]]; then
+        recover_bookkeeping "$op" "$commit"
+      else
+        undo_change || die "the repair of the last $op is not complete (is Docker running?): nothing else was changed" "$EXIT_FAILED"
+        # shellcheck disable=SC2034  # read by rollback.sh
+        RECOVERED="$op of ${commit:-?} undone; ${live:-nothing} serves"
+      fi
+      ;;
+    rebuild-all)
+      recover_rebuild_all "$commit" "${field[target]:-}" "$at" "${field[backup]:-}"
+      ;;
+  esac
+  journal_clear
+  # This change starts from a clean slate.
+  live="" target="" switched=0 committed=0 brought_up=""
+}
+
+# recreate_all SHORT COLOR BACKUP: the app's other services, COLOR and the proxy recreated from
+# release SHORT (they start without keys and make new ones), each waited for.
+recreate_all() {
+  local short=$1 color=$2 backup=$3 service
+  step "recreating ${AUX_SERVICES:+${AUX_SERVICES//,/, }, }$(container "$color") and the proxy (new OAuth keys)"
+  mv -f "$(write_candidate "$color" "$(other_color "$color")")" "$UPSTREAM"
+  ensure_shared_objects
+  # shellcheck disable=SC2086  # a comma list made words
+  compose_release "$short" up -d --no-deps --no-build --force-recreate ${AUX_SERVICES//,/ } "$(container "$color")" proxy
+  for service in ${AUX_SERVICES//,/ }; do
+    wait_healthy "$(compose_release "$short" ps -q "$service" | head -n 1)" "$HEALTH_TIMEOUT" ||
+      die "$service did not become healthy; the backup is in $backup"
+  done
+  wait_healthy "$(container "$color")" "$HEALTH_TIMEOUT" || die "$(container "$color") did not become healthy; the backup is in $backup"
+  wait_port_answers || true
+}
+
+# recover_rebuild_all COMMIT COLOR STEP BACKUP: a rebuild-all killed half-way. Before its
+# backup nothing had changed; after it, the keys may be gone and the stack half recreated: it is
+# brought up as rebuild-all would have, and recorded.
+recover_rebuild_all() {
+  local commit=$1 color=$2 at=$3 backup=$4
+  if [[ $at != replace ]]; then
+    step "the last rebuild-all had changed nothing yet"
+    return
+  fi
+  load_release "$commit"
+  proxy_host
+  recreate_all "$commit" "$color" "$backup"
+  record_release rebuild-all "$commit" "$API_REPO:$commit" "$color"
+  step "finished the last rebuild-all of $commit on $color; the old keys are in $backup"
+}
+
+# recover_bookkeeping OP COMMIT: a change killed after it committed: its release serves and was
+# verified; only what came after is done now (the record, retiring the old color).
+recover_bookkeeping() {
+  local last
+  last=$(tail -n 1 "$RELEASES" 2>/dev/null | cut -f3)
+  if [[ $target == app ]]; then
+    [[ $last == app ]] || record_release "$1" app "$(docker inspect -f '{{.Config.Image}}' "$(app_container any)" 2>/dev/null)" app
+  elif [[ $last != "$2" ]]; then
+    record_release "$1" "$2" "$API_REPO:$2" "$target"
+  fi
+  retire_old
+  step "the last $1 had switched and been verified: recorded it as done"
+}
+
+# check_names_and_port: before anything changes, refuse containers that hold this stack's
+# names or its port without being part of it. Prints "takeover" when the app's own api
+# container holds the port (the first deploy on a NAS the app's compose runs).
+check_names_and_port() {
+  local name service labels holders
+  for name in "$(container blue)" "$(container green)" "$PROXY_CONTAINER"; do
+    exists "$name" || continue
+    service=$name
+    [[ $name != "$PROXY_CONTAINER" ]] || service=$PROXY_SERVICE
+    labels=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}/{{index .Config.Labels "com.docker.compose.service"}}' "$name")
+    [[ $labels == "$PROJECT/$service" ]] ||
+      die "container $name exists but is not this stack's (compose labels '$labels'): rename or remove it, then deploy again" "$EXIT_REFUSED"
+  done
+  holders=$(docker ps --filter "publish=$PROXY_PORT" --format '{{.Names}}' | tr '\n' ' ')
+  holders=${holders% }
+  case $holders in
+    "")
+      if (exec 3<>"/dev/tcp/$PROXY_HOST/$PROXY_PORT") 2>/dev/null; then
+        die "port $PROXY_PORT is in use by a process outside Docker: stop it, or set STACK_PROXY_PORT" "$EXIT_REFUSED"
+      fi
+      ;;
+    "$PROXY_CONTAINER") ;;
+    "$(app_container any)") echo takeover ;;
+    *) die "port $PROXY_PORT is held by container $holders, not by $API_SERVICE: stop it, or set STACK_PROXY_PORT" "$EXIT_REFUSED" ;;
+  esac
+}
+
+# switch_and_verify: the common end of deploy and rollback, from a healthy target on.
+switch_and_verify() {
+  step "switching nginx to $target"
+  switched=1
+  journal_set step switch
+  switch_to "$target" "$live" || die "nginx did not accept the new upstream"
+  # shellcheck disable=SC2034  # read by the calling script's summary
+  T_SWITCHED=$(ms_now)
+  verify_and_commit
+}
+
+# takeover_and_verify: the first switch on a NAS where the app's own container holds the
+# port: the proxy is created (not started) on the new upstream, then takes the port.
+takeover_and_verify() {
+  local candidate
+  step "taking port $PROXY_PORT over from $LEGACY_CONTAINER (the app's own container, kept for rollback)"
+  candidate=$(write_candidate "$target" "")
+  nginx_test_offline "$candidate" || { rm -f "$candidate"; die "nginx -t failed: no switch"; }
+  # From here on an undo gives the port back (and says the app's container serves).
+  switched=1
+  mv -f "$candidate" "$UPSTREAM"
+  compose_release "$SHORT" up --no-start --no-deps proxy
+  journal_set step switch
+  give_port_to_proxy
+  # shellcheck disable=SC2034  # read by the calling script's summary
+  T_SWITCHED=$(ms_now)
+  verify_and_commit
+}
+
+verify_and_commit() {
+  step "verifying through the proxy for ${VERIFY_SECONDS}s"
+  journal_set step verify
+  verify_through_proxy "$target" "$VERIFY_SECONDS" || die "verification through the proxy failed"
+  mcp_tools "http://$PROXY_HOST:$PROXY_PORT" "$target" || die "MCP through the proxy failed: $MCP_ERROR"
+  # shellcheck disable=SC2034  # read by the calling script's summary
+  T_VERIFIED=$(ms_now)
+  committed=1
+  journal_set step committed
+}
+
+# retire_old: after the commit, the replaced release stays. With KEEP_WARM (the default) it
+# runs on as the warm standby: the sessions it holds go on (the proxy sends it the requests the
+# live color does not know), and a rollback is only a switch. Without, it stops (a rollback
+# starts it again in seconds). Nothing here can fail the change: the new release serves.
+retire_old() {
+  local name
+  if [[ $live == app ]]; then
+    rm -f "$APP_LIVE"
+    return
+  fi
+  [[ -n $live ]] || return 0
+  name=$(container "$live")
+  is_running "$name" || return 0
+  if [[ $KEEP_WARM == 1 ]]; then
+    step "$name stays up as the warm standby: its open sessions go on; rollback is a switch"
+    return
+  fi
+  step "stopping $name (kept for rollback; KEEP_WARM=0)"
+  switch_to "$target" "" || warn "could not take $name out of the proxy as the standby"
+  docker stop -t 10 "$name" >/dev/null || warn "could not stop $name"
+}
+
+# retire_standby: the target color about to be replaced is the warm standby: the proxy stops
+# sending it sessions first (they end with it: they are a release old).
+retire_standby() {
+  [[ -n $live && $live != app && $(upstream_standby) == "$target" ]] || return 0
+  step "replacing the warm standby $(container "$target") ($(color_commit "$target")): its sessions end"
+  switch_to "$live" "" "$(release_port "$(color_commit "$live")")" || die "nginx did not accept the upstream without the standby"
+}
+
+# mcp_gate: before any traffic moves, the new color must speak MCP as ChatGPT would reach it
+# through the proxy (its container directly, with the headers the proxy adds). Its tools are
+# compared with the live release's, and removing one needs --allow-tool-removal. Sets
+# TOOLS_SUMMARY ("2->1") and T_GATE (milliseconds).
+mcp_gate() {
+  local name ip t0 new
+  name=$(container "$target")
+  ip=$(container_ip "$name")
+  [[ -n $ip ]] || die "$name has no network address to check MCP on"
+  t0=$(ms_now)
+  mcp_tools "http://$ip:$CONTAINER_PORT" || die "the MCP gate failed on $name: $MCP_ERROR"
+  if [[ -n $MCP_AUTH ]]; then
+    warn "$APP_MCP_PATH on $name answers $MCP_AUTH (authorization required): only that was checked, tools not compared"
+    TOOLS_SUMMARY=unknown T_GATE=$(($(ms_now) - t0))
+    return
+  fi
+  new=$MCP_TOOLS
+  if [[ -z $live ]]; then
+    mcp_compare "" "$new"
+  elif mcp_tools "http://$PROXY_HOST:$PROXY_PORT" && [[ -z $MCP_AUTH ]]; then
+    mcp_compare "$MCP_TOOLS" "$new"
+  else
+    warn "the live release's tools could not be listed (${MCP_ERROR:-authorization required}): not compared"
+    mcp_compare "" "$new"
+    MCP_COMPARED="tools: ? -> ${MCP_COMPARED##* }"
+  fi
+  T_GATE=$(($(ms_now) - t0))
+  step "MCP gate passed on $name in $(elapsed 0 "$T_GATE"); $MCP_COMPARED"
+  # shellcheck disable=SC2034  # read by the deploy's summary
+  TOOLS_SUMMARY=$(sed -E 's/^tools: ([^ ,]+) -> ([^ ,]+).*/\1->\2/; s/^tools: ([^ ,]+)$/\1/' <<<"$MCP_COMPARED")
+  if [[ -n $MCP_REMOVED && $ALLOW_TOOL_REMOVAL != 1 ]]; then
+    die "refused: the new release removes $MCP_REMOVED (ChatGPT may call it); deploy with --allow-tool-removal if that is meant" "$EXIT_REFUSED"
+  fi
+}
