@@ -366,12 +366,12 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
     stack_services[contract.PROXY_SERVICE] = {
         "image": settings.stack_proxy_image,
         "container_name": contract.PROXY_CONTAINER,
-        "command": ["nginx", "-c", "/etc/loop-nginx/nginx.conf", "-g", "daemon off;"],
+        "command": ["nginx", "-c", f"{contract.PROXY_CONF_MOUNT}/nginx.conf", "-g", "daemon off;"],
         "ports": [f"{port.host_ip + ':' if port.host_ip else ''}{proxy_port}:{contract.PROXY_LISTEN_PORT}"],
         # Directories, not single files: a bind-mounted file keeps its old inode after the
         # atomic rename the scripts do, so nginx would never see the new upstream.
-        "volumes": [f"{home}/{contract.NGINX_CONF_DIR}:/etc/loop-nginx:ro",
-                    f"{home}/{posixpath.dirname(contract.UPSTREAM_FILE)}:/etc/loop-live:ro"],
+        "volumes": [f"{home}/{contract.NGINX_CONF_DIR}:{contract.PROXY_CONF_MOUNT}:ro",
+                    f"{home}/{posixpath.dirname(contract.UPSTREAM_FILE)}:{contract.PROXY_LIVE_MOUNT}:ro"],
         "networks": sorted(api_networks) if isinstance(api_networks, dict) else list(api_networks),
         "restart": "unless-stopped",
         "labels": {"org.loopctl.role": "proxy"},

@@ -133,7 +133,8 @@ upstream_color() {
 
 # The live color from the upstream file nginx reads ("app" while the app's own container,
 # not loopctl's stack, holds the port; "" before any deploy). If that file is lost or garbled,
-# nginx still serves the last one it loaded: the proxy says which color that is.
+# nginx still serves the last one it loaded: the proxy says which color that is (and a warning
+# says so; the change writes the file again).
 live_color() {
   local color
   if [[ -e $APP_LIVE ]]; then
@@ -144,6 +145,7 @@ live_color() {
   if [[ -z $color && -n ${PROXY_PORT:-} ]] && is_running "$PROXY_CONTAINER"; then
     color=$(curl -s -m 2 -o /dev/null -D - "http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH" 2>/dev/null |
       awk 'tolower($1) == "x-loop-color:" { gsub(/\r/, "", $2); print $2 }' | grep -xE 'blue|green' || true)
+    [[ -z $color ]] || warn "the upstream file $UPSTREAM is missing or garbled; the proxy serves $color, taken as live (the switch writes the file again)"
   fi
   echo "$color"
 }
@@ -276,16 +278,16 @@ write_candidate() {
 # nginx -t on the running proxy, with the candidate upstream in place of the live one.
 nginx_test_candidate() {
   docker exec "$PROXY_CONTAINER" sh -c \
-    'sed "s#/etc/loop-live/$2#/etc/loop-live/$1#" /etc/loop-nginx/nginx.conf >/tmp/loop-nginx-test.conf &&
-     nginx -t -q -c /tmp/loop-nginx-test.conf' sh "$(basename "$1")" "$(basename "$UPSTREAM")"
+    'sed "s#$3/$2#$3/$1#" "$4/nginx.conf" >/tmp/loop-nginx-test.conf && nginx -t -q -c /tmp/loop-nginx-test.conf' \
+    sh "$(basename "$1")" "$(basename "$UPSTREAM")" "$PROXY_LIVE_MOUNT" "$PROXY_CONF_MOUNT"
 }
 
 # nginx -t in a throwaway container of the proxy image, for when no proxy runs yet.
 nginx_test_offline() {
-  docker run --rm --network none -v "$LOOPCTL_HOME/$NGINX_CONF_DIR:/etc/loop-nginx:ro" \
-    -v "$(dirname "$1"):/etc/loop-live:ro" --entrypoint sh "$PROXY_IMAGE" -c \
-    'sed "s#/etc/loop-live/$2#/etc/loop-live/$1#" /etc/loop-nginx/nginx.conf >/tmp/t.conf && nginx -t -q -c /tmp/t.conf' \
-    sh "$(basename "$1")" "$(basename "$UPSTREAM")"
+  docker run --rm --network none -v "$LOOPCTL_HOME/$NGINX_CONF_DIR:$PROXY_CONF_MOUNT:ro" \
+    -v "$(dirname "$1"):$PROXY_LIVE_MOUNT:ro" --entrypoint sh "$PROXY_IMAGE" -c \
+    'sed "s#$3/$2#$3/$1#" "$4/nginx.conf" >/tmp/t.conf && nginx -t -q -c /tmp/t.conf' \
+    sh "$(basename "$1")" "$(basename "$UPSTREAM")" "$PROXY_LIVE_MOUNT" "$PROXY_CONF_MOUNT"
 }
 
 # wait_port_answers: the proxy port answers HTTP (tried 0.1 s apart, up to 10 s).
@@ -297,6 +299,13 @@ wait_port_answers() {
     sleep 0.1
   done
   return 1
+}
+
+# reload_proxy: nginx re-reads its config. Through `nginx -s reload` inside the container, not
+# `docker kill --signal HUP`: Docker counts any kill as a manual stop, and a container stopped
+# by hand is not restarted by its restart policy when Docker starts again (a NAS reboot).
+reload_proxy() {
+  docker exec "$PROXY_CONTAINER" nginx -q -c "$PROXY_CONF_MOUNT/nginx.conf" -s reload
 }
 
 # switch_to COLOR STANDBY [PORT]: write to a temp file, test it, rename into place, reload.
@@ -311,7 +320,7 @@ switch_to() {
       return 1
     fi
     mv -f "$candidate" "$UPSTREAM"
-    docker kill --signal HUP "$PROXY_CONTAINER" >/dev/null
+    reload_proxy
   else
     if ! nginx_test_offline "$candidate"; then
       rm -f "$candidate"
@@ -325,8 +334,9 @@ switch_to() {
 }
 
 # verify_through_proxy COLOR SECONDS: for the window, every request through the proxy (four a
-# second) must be a 200 from COLOR. The reload is asynchronous, so the old color may answer
-# for a moment first; after 10 s that counts as a failed switch.
+# second) must be a 200 from COLOR. The reload is asynchronous, so the old workers may answer
+# for a moment first (the old color, or an error when its container is gone); after 10 s that
+# counts as a failed switch.
 verify_through_proxy() {
   local color=$1 window=$(($2 * 1000)) start seen=0 code served waited
   local url="http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH"
@@ -335,9 +345,11 @@ verify_through_proxy() {
     read -r code served < <(curl -sS -m 3 -o /dev/null -D - "$url" 2>/dev/null |
       awk 'NR == 1 { code = $2 } tolower($1) == "x-loop-color:" { c = $2 } END { gsub(/\r/, "", c); print (code ? code : 0), c }')
     waited=$(($(ms_now) - start))
-    if [[ $code != 200 ]]; then
+    if [[ $code != 200 ]] && ((seen || waited >= 10000)); then
       warn "proxy answered $code for $url"
       return 1
+    elif [[ $code != 200 ]]; then
+      :
     elif [[ $served == "$color" ]]; then
       seen=1
     elif ((seen)); then

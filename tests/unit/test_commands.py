@@ -76,7 +76,8 @@ def test_the_nginx_conf_installed_holds_drain_seconds(tmp_path):
     short = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "DRAIN_SECONDS": "30"})
     assert "worker_shutdown_timeout 30s;" in install.nginx_conf(short)
     assert install.nginx_conf(short).replace("30s;", "600s;") == shipped
-    # The MCP location is the path the gate checks.
+    # The MCP location is the path the gate checks; the upstream file is where the proxy sees it.
     assert f"location {contract.APP_MCP_PATH} {{" in shipped
+    assert f"include {contract.PROXY_LIVE_MOUNT}/{contract.UPSTREAM_FILE.rsplit('/', 1)[1]};" in shipped
     assert "KEEP_WARM=1" in install.stack_env(default) and "KEEP_WARM=0" in install.stack_env(
         settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "KEEP_WARM": "0"}))
