@@ -57,7 +57,7 @@ parse_flags() {
 # State of a deploy or rollback in progress, read by finish_change; the T_ stamps by the
 # scripts' summaries.
 # shellcheck disable=SC2034  # set and read by the scripts that source this file
-live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0 T_GATE=0 TOOLS_SUMMARY="" RECOVERED=""
+live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0 T_GATE=0 TOOLS_SUMMARY="" RECOVERED="" RECOVERING=0
 
 # give_port_to_proxy: the takeover's switch. The app's own container holds the port; stop it
 # and start the (already created) proxy in its place. Connections are refused in between:
@@ -95,6 +95,13 @@ bring_up() {
 finish_change() {
   local status=$?
   trap - EXIT
+  if ((RECOVERING)); then
+    # The repair of the last change stopped half-way: what is on disk stays as it is, journal
+    # included, for the next change to repair.
+    ((status != 0)) || status=$EXIT_FAILED
+    release_lock
+    exit "$status"
+  fi
   if ((committed && status != 0)); then
     # The new release serves: bookkeeping that failed afterwards (a full disk) is said, not
     # reported as a failed change someone would roll back.
@@ -164,6 +171,8 @@ undo_change() {
 recover_change() {
   [[ -s $JOURNAL ]] || return 0
   local line op="" commit="" at=""
+  # Until the repair is done, the journal stays whatever happens (a trap reads this).
+  RECOVERING=1
   local -A field=()
   while IFS= read -r line; do
     [[ $line =~ ^(op|commit|live|target|step|brought|backup)=([A-Za-z0-9_./:@-]*)$ ]] || continue
@@ -194,6 +203,7 @@ recover_change() {
       ;;
   esac
   journal_clear
+  RECOVERING=0
   # This change starts from a clean slate.
   live="" target="" switched=0 committed=0 brought_up=""
 }

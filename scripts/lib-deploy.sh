@@ -406,24 +406,21 @@ proxy_host() {
   [[ $PROXY_HOST != 0.0.0.0 ]] || PROXY_HOST=127.0.0.1
 }
 
-# app_container any|running: the app's own api container, made by its compose in APP_DIR (this
-# stack's containers have a release's folder as their working folder), found by Compose's
-# labels whatever it is named; "" when there is none. The one place that finds it: status,
-# takeover and rollback ask here.
+# app_container any|running [FORMAT]: the app's own api container, made by its compose in
+# APP_DIR (this stack's containers have a release's folder as their working folder), found by
+# Compose's labels whatever it is named; "" when there is none. The one place that finds it:
+# status, takeover and rollback ask here.
 app_container() {
   local -a running=()
+  local format=${2:-'{{.Names}}'}
   [[ $1 != running ]] || running=(--filter status=running)
   docker ps -a ${running[@]+"${running[@]}"} --filter "label=com.docker.compose.service=$API_SERVICE" \
-    --filter "label=com.docker.compose.project.working_dir=$APP_DIR" --format '{{.Names}}' | head -n 1
+    --filter "label=com.docker.compose.project.working_dir=$APP_DIR" --format "$format" | head -n 1
 }
 
-# The Compose project of this stack, from the labels of its containers or of the app's own
-# (Compose names it; loopctl never works the name out again).
+# stack_project [APP_CONTAINER]: the Compose project of this stack, from the labels of its
+# containers or of the app's own (Compose names it; loopctl never works the name out again).
 stack_project() {
-  local name
-  for name in "$(container blue)" "$(container green)" "$PROXY_CONTAINER" "$(app_container any)"; do
-    [[ -n $name ]] || continue
-    docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$name" 2>/dev/null | grep . && return
-  done
-  return 0
+  docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$(container blue)" "$(container green)" \
+    "$PROXY_CONTAINER" "${1:-$(app_container any)}" 2>/dev/null | grep -m 1 . || true
 }

@@ -66,7 +66,7 @@ main() {
   load_stack_env
   local short=${commit:0:12}
   take_lock rebuild-all "$short"
-  trap 'journal_clear; release_lock' EXIT
+  trap '((RECOVERING)) || journal_clear; release_lock' EXIT
   recover_change
   install_release "$from" "$short"
   load_release "$short"
