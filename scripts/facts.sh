@@ -47,15 +47,17 @@ tools_fact() {
   [[ ${COMPOSE_MAJOR:-1} == 2 ]] || "${COMPOSE[@]}" version >/dev/null 2>&1 || echo "${COMPOSE[*]} does not run"
 }
 
-# open_connections PID PORT: TCP connections established to PORT in the network namespace of
-# the process PID (a container's): the proxy's open requests there, MCP streams for the most
-# part (root reads any namespace).
+# open_connections PID PORT: TCP connections established to PORT from outside the network
+# namespace of the process PID (a container's; its own healthcheck's loopback ones left out):
+# the proxy's open requests there, MCP streams for the most part (root reads any namespace).
 open_connections() {
   local hex
   [[ $1 =~ ^[1-9][0-9]*$ && $2 =~ ^[0-9]+$ ]] || { echo 0; return; }
   hex=$(printf ':%04X' "$2")
   cat "/proc/$1/net/tcp" "/proc/$1/net/tcp6" 2>/dev/null |
-    awk -v port="$hex" '$4 == "01" && substr($2, length($2) - 4) == port { n++ } END { print n + 0 }'
+    awk -v port="$hex" '$4 == "01" && substr($2, length($2) - 4) == port &&
+      $3 !~ /^(0100007F|0000000000000000FFFF00000100007F|00000000000000000000000001000000):/ { n++ }
+      END { print n + 0 }'
 }
 
 # status: everything `inv status` needs from root, in one call, as tab-separated lines
