@@ -304,8 +304,11 @@ wait_port_answers() {
 # reload_proxy: nginx re-reads its config. Through `nginx -s reload` inside the container, not
 # `docker kill --signal HUP`: Docker counts any kill as a manual stop, and a container stopped
 # by hand is not restarted by its restart policy when Docker starts again (a NAS reboot).
+# Its notice ("signal process started") is only shown when the reload fails.
 reload_proxy() {
-  docker exec "$PROXY_CONTAINER" nginx -q -c "$PROXY_CONF_MOUNT/nginx.conf" -s reload
+  local said
+  said=$(docker exec "$PROXY_CONTAINER" nginx -q -c "$PROXY_CONF_MOUNT/nginx.conf" -s reload 2>&1) ||
+    { printf '%s\n' "$said" | tail -n 3 >&2; return 1; }
 }
 
 # switch_to COLOR STANDBY [PORT]: write to a temp file, test it, rename into place, reload.
@@ -320,7 +323,7 @@ switch_to() {
       return 1
     fi
     mv -f "$candidate" "$UPSTREAM"
-    reload_proxy
+    reload_proxy || { warn "nginx did not reload"; return 1; }
   else
     if ! nginx_test_offline "$candidate"; then
       rm -f "$candidate"
