@@ -141,7 +141,7 @@ undo_change() {
       fi
     elif [[ -n $live ]]; then
       warn "switching back to $live"
-      switch_to "$live" "" "$(release_port "$(color_commit "$live")")" ||
+      switch_to "$live" "" "$(color_port "$live")" ||
         { warn "could not switch back to $live: check 'inv status'"; failed=1; }
     fi
   fi
@@ -349,7 +349,7 @@ retire_old() {
 retire_standby() {
   [[ -n $live && $live != app && $(upstream_standby) == "$target" ]] || return 0
   step "replacing the warm standby $(container "$target") ($(color_commit "$target")): its sessions end"
-  switch_to "$live" "" "$(release_port "$(color_commit "$live")")" || die "nginx did not accept the upstream without the standby"
+  switch_to "$live" "" "$(color_port "$live")" || die "nginx did not accept the upstream without the standby"
 }
 
 # mcp_gate: before any traffic moves, the new color must speak MCP as ChatGPT would reach it

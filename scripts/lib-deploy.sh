@@ -155,6 +155,9 @@ release_port() {
   sed -n 's/^CONTAINER_PORT=\([0-9][0-9]*\)$/\1/p' "$(release_dir "$1")/$RELEASE_ENV_FILE" 2>/dev/null || true
 }
 
+# color_port COLOR: the container port of the release COLOR's container runs ("" if unknown).
+color_port() { release_port "$(color_commit "$1")"; }
+
 # The commit a color's container runs, from its image tag ("" when there is no container).
 color_commit() {
   local image
@@ -244,7 +247,7 @@ show_failure() {
 write_upstream() {
   local standby=${2:-} standby_at=none standby_port
   if [[ -n $standby ]] && is_running "$(container "$standby")"; then
-    standby_port=$(release_port "$(color_commit "$standby")")
+    standby_port=$(color_port "$standby")
     [[ -z $standby_port ]] || standby_at=$(container "$standby"):$standby_port
   fi
   [[ $standby_at != none ]] || standby=none
