@@ -5,7 +5,7 @@
 set -Eeuo pipefail
 
 packages=(docker.io docker-compose openssh-server openssh-client sudo git debootstrap shellcheck
-  nginx-light curl ca-certificates openssl util-linux procps iproute2 python3-venv)
+  nginx-light curl ca-certificates openssl util-linux procps iproute2 python3-venv busybox)
 
 missing=()
 for package in "${packages[@]}"; do

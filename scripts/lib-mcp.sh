@@ -33,49 +33,73 @@ mcp_message() {
   esac
 }
 
-# mcp_reply FILE ID: the JSON-RPC reply with that id in FILE (an event stream or a JSON body),
-# printed as one line; fails while there is none.
-mcp_reply() {
-  grep -aE "^(data: ?)?\{.*\"id\" ?: ?$2[,}]" "$1" 2>/dev/null | head -n 1 | sed -E 's/^data: ?//'
+# Each reader below is one pass over what the app wrote, and over no more of it than
+# MCP_MAX_BYTES: a reply over that is refused, never parsed.
+
+# mcp_size FILE: its size in bytes (0 while there is none).
+mcp_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
+
+# mcp_lines FILE: the lines of FILE's first MCP_MAX_BYTES that are complete: a stream that is
+# still being written ends in half a line, which is read once it is whole.
+mcp_lines() { { head -c "$MCP_MAX_BYTES" "$1" 2>/dev/null; echo; } | sed '$d'; }
+
+# mcp_body FILE CURL_ARGS...: one request, its body in FILE, of which curl writes no more than
+# MCP_MAX_BYTES and a byte: it ends as soon as `head` has that much, whether or not the body's
+# length was said. Fails when the body is over MCP_MAX_BYTES (a Content-Length over it, curl
+# refuses with 63, writing nothing).
+mcp_body() {
+  local file=$1
+  shift
+  { mcp_curl "$@" -o - 2>/dev/null || echo "$?" >"$file.rc"; } | head -c $((MCP_MAX_BYTES + 1)) >"$file"
+  [[ $(cat "$file.rc" 2>/dev/null) != 63 ]] && (($(mcp_size "$file") <= MCP_MAX_BYTES))
 }
 
-# mcp_wait FILE ID DEADLINE_MS: wait for that reply (the stream grows as the server writes).
+# mcp_reply ID: the JSON-RPC reply with that id in the input (an event stream or a JSON body),
+# printed as one line; fails while there is none.
+mcp_reply() {
+  grep -m 1 -aE "^(data: ?)?\{.*\"id\" ?: ?$1[,}]" | sed -E 's/^data: ?//'
+}
+
+# mcp_wait FILE ID DEADLINE_MS: wait for that reply (the stream grows as the server writes);
+# fails at once when the stream is over MCP_MAX_BYTES.
 mcp_wait() {
   local reply
   while :; do
-    reply=$(mcp_reply "$1" "$2") && [[ -n $reply ]] && { printf '%s\n' "$reply"; return 0; }
+    reply=$(mcp_lines "$1" | mcp_reply "$2") && [[ -n $reply ]] && { printf '%s\n' "$reply"; return 0; }
     (($(ms_now) < $3)) || return 1
-    (($(stat -c %s "$1" 2>/dev/null || echo 0) <= MCP_MAX_BYTES)) || return 1
+    (($(mcp_size "$1") <= MCP_MAX_BYTES)) || return 1
     sleep 0.05
   done
 }
 
 # mcp_tool_names REPLY: the names of the tools in a tools/list reply, sorted, one a line. A
 # small JSON walk (the NAS has no jq): the "name" strings of the objects in result.tools.
+# Linear in the reply, in any awk (mawk, gawk, busybox): sed ends a line after each quote,
+# backslash, bracket, brace and comma, so that awk reads each piece once and looks only at its
+# last character; of a string it keeps no more than a name can be, of the nesting only the four
+# levels down to a tool's name.
 mcp_tool_names() {
+  ((${#1} <= MCP_MAX_BYTES)) || return 1
   grep -q '"result"' <<<"$1" || return 1
-  LC_ALL=C awk '
-    { s = s $0 }
-    END {
-      n = length(s); depth = 0; key = ""; expect_key = 0
-      for (i = 1; i <= n; i++) {
-        c = substr(s, i, 1)
-        if (c == "\"") {
-          j = i + 1; str = ""
-          while (j <= n && substr(s, j, 1) != "\"") {
-            if (substr(s, j, 1) == "\\") { str = str substr(s, j, 2); j += 2 } else { str = str substr(s, j, 1); j++ }
-          }
-          i = j
-          if (expect_key) { key = str; expect_key = 0; path[depth] = str }
-          else if (depth == 4 && path[1] == "result" && path[2] == "tools" && key == "name" && str ~ /^[A-Za-z0-9_.-]+$/ && length(str) <= 128) print str
-          continue
-        }
-        if (c == "{") { depth++; kind[depth] = "o"; expect_key = 1; key = "" }
-        else if (c == "[") { depth++; kind[depth] = "a"; path[depth] = "[" }
-        else if (c == "}" || c == "]") { depth--; key = path[depth] }
-        else if (c == ",") { if (kind[depth] == "o") expect_key = 1 }
+  printf '%s\n' "$1" | LC_ALL=C sed 's/[]["\\{},]/&\n/g' | LC_ALL=C awk -F '\n' '
+    {
+      n = length($0)
+      c = substr($0, n, 1)
+      if (instr) {
+        # In a string: its text up to 129 characters, as it is written (escapes kept).
+        if (esc) { esc = 0; if (n == 1) { if (length(str) <= 128) str = str c; next } }
+        if (c != "\"") { if (length(str) <= 128) str = str substr($0, 1, 129); if (c == "\\") esc = 1; next }
+        if (length(str) <= 128) str = str substr($0, 1, n - 1)
+        instr = 0
+        if (depth > 4) next
+        if (expect_key) { key = str; path[depth] = str; expect_key = 0 }
+        else if (depth == 4 && key == "name" && path[1] == "result" && path[2] == "tools" && length(str) <= 128 && str ~ /^[A-Za-z0-9_.-]+$/) print str
       }
-    }' <<<"$1" | sort -u | grep . || return 1
+      else if (c == "\"") { instr = 1; str = "" }
+      else if (c == "{" || c == "[") { if (++depth <= 4) { kind[depth] = path[depth] = c; expect_key = c == "{"; key = "" } }
+      else if (c == "}" || c == "]") { if (--depth <= 4) { key = path[depth]; expect_key = 0 } }
+      else if (c == "," && depth <= 4 && kind[depth] == "{") expect_key = 1
+    }' | sort -u | grep . || return 1
 }
 
 # mcp_status FILE: the HTTP status and content type of a curl -D header dump, once all the
@@ -119,7 +143,7 @@ mcp_tools() {
 
 # mcp_sse_tools BASE DIR: the legacy transport. Exit 2: BASE does not speak it.
 mcp_sse_tools() {
-  local base=$1 dir=$2 pid deadline code status endpoint="" reply alive
+  local base=$1 dir=$2 pid deadline code status endpoint="" reply alive ended=0 what=initialize
   deadline=$(($(ms_now) + MCP_CHECK_SECONDS * 1000))
   "${MCP_CURL[@]}" -N -m "$MCP_CHECK_SECONDS" -H 'Accept: text/event-stream' -D "$dir/served" \
     -o "$dir/stream" "$base$APP_MCP_PATH" 2>/dev/null 9>&- &
@@ -141,9 +165,12 @@ mcp_sse_tools() {
       MCP_ERROR="GET $APP_MCP_PATH answered $code${status:+ $status}"
       return 2
     elif ((!alive)) || (($(ms_now) >= deadline)) ||
-      (($(stat -c %s "$dir/stream" 2>/dev/null || echo 0) > MCP_MAX_BYTES)); then
+      (($(mcp_size "$dir/stream") > MCP_MAX_BYTES)); then
+      ((alive)) || wait "$pid" 2>/dev/null || ended=$?
       mcp_stop "$pid"
-      if ((code == 0 && !alive)) && (($(ms_now) < deadline)); then MCP_ERROR="GET $APP_MCP_PATH: could not connect"
+      # 63: curl refused a Content-Length over MCP_MAX_BYTES (before the headers' end).
+      if ((ended == 63)); then MCP_ERROR="GET $APP_MCP_PATH: an answer over 1 MiB"
+      elif ((code == 0 && !alive)) && (($(ms_now) < deadline)); then MCP_ERROR="GET $APP_MCP_PATH: could not connect"
       elif ((code == 0)); then MCP_ERROR="GET $APP_MCP_PATH: no answer within ${MCP_CHECK_SECONDS}s"
       else MCP_ERROR="GET $APP_MCP_PATH: no endpoint event in the stream's first ${MCP_CHECK_SECONDS}s or 1 MiB"; fi
       return 1
@@ -154,7 +181,7 @@ mcp_sse_tools() {
   [[ $endpoint != http://* ]] || endpoint=/${endpoint#http://*/}
   [[ $endpoint =~ ^/[A-Za-z0-9/_.~%=\&?-]{1,512}$ ]] || { mcp_stop "$pid"; MCP_ERROR="the endpoint event is not a plain path"; return 1; }
   if mcp_sse_post "$base$endpoint" "$(mcp_message initialize 2024-11-05)" &&
-    reply=$(mcp_wait "$dir/stream" 1 "$deadline") && grep -q '"protocolVersion"' <<<"$reply" &&
+    reply=$(mcp_wait "$dir/stream" 1 "$deadline") && grep -q '"protocolVersion"' <<<"$reply" && what=tools/list &&
     mcp_sse_post "$base$endpoint" "$(mcp_message initialized)" &&
     mcp_sse_post "$base$endpoint" "$(mcp_message tools)" &&
     reply=$(mcp_wait "$dir/stream" 2 "$deadline"); then
@@ -163,13 +190,15 @@ mcp_sse_tools() {
     return 0
   fi
   mcp_stop "$pid"
+  # The replies come in the stream: over MCP_MAX_BYTES, so was the one awaited.
+  if [[ -z $MCP_ERROR ]] && (($(mcp_size "$dir/stream") > MCP_MAX_BYTES)); then MCP_ERROR="$what reply over 1 MiB"; fi
   [[ -n $MCP_ERROR ]] || MCP_ERROR="the MCP handshake got no reply within ${MCP_CHECK_SECONDS}s${reply:+: $(printable "${reply:0:160}")}"
   return 1
 }
 
 # mcp_endpoint STREAM: the data of the stream's `endpoint` event ("" until it came).
 mcp_endpoint() {
-  awk '/^event: ?endpoint\r?$/ { e = 1; next } e && /^data:/ { sub(/^data: ?/, ""); sub(/\r$/, ""); print; exit }' "$1" 2>/dev/null
+  mcp_lines "$1" | awk '/^event: ?endpoint\r?$/ { e = 1; next } e && /^data:/ { sub(/^data: ?/, ""); sub(/\r$/, ""); print; exit }'
 }
 
 # mcp_sse_post URL JSON: the server accepts it (202) and replies on the stream.
@@ -187,27 +216,30 @@ mcp_stop() {
 
 # mcp_streamable_tools BASE DIR: Streamable HTTP (one POST each; a reply is JSON or a stream).
 mcp_streamable_tools() {
-  local base=$1 dir=$2 url=$1$APP_MCP_PATH code status session reply version=2025-03-26
+  local base=$1 dir=$2 url=$1$APP_MCP_PATH code status session reply version=2025-03-26 over=""
   local -a accept=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
-  mcp_curl -m "$MCP_CHECK_SECONDS" "${accept[@]}" -D "$dir/served" -o "$dir/init" \
-    --data-binary "$(mcp_message initialize "$version")" "$url" 2>/dev/null || true
+  mcp_body "$dir/init" -m "$MCP_CHECK_SECONDS" "${accept[@]}" -D "$dir/served" \
+    --data-binary "$(mcp_message initialize "$version")" "$url" || over=1
   read -r code status < <(mcp_status "$dir/served")
   if ((code == 401 || code == 403)); then
     # shellcheck disable=SC2034  # read by the callers
     MCP_AUTH=$code
     return 0
   fi
+  # A Content-Length over MCP_MAX_BYTES, curl refuses before the headers' end: no code.
+  if [[ -n $over ]] && ((code == 0 || code == 200)); then MCP_ERROR="initialize reply over 1 MiB"; return 1; fi
   [[ $code == 200 ]] || { MCP_ERROR="$APP_MCP_PATH is not MCP: GET answered as no event stream, POST initialize answered ${code/#0/nothing}"; return 1; }
-  reply=$(mcp_reply "$dir/init" 1)
+  reply=$(mcp_reply 1 <"$dir/init")
   grep -q '"protocolVersion"' <<<"$reply" || { MCP_ERROR="initialize failed: $(printable "${reply:0:160}")"; return 1; }
   session=$(mcp_header "$dir/served" mcp-session-id)
   [[ $session =~ ^[!-~]{0,256}$ ]] || { MCP_ERROR="the Mcp-Session-Id is not visible ASCII"; return 1; }
   local -a headers=("${accept[@]}" -H "MCP-Protocol-Version: $version")
   [[ -z $session ]] || headers+=(-H "Mcp-Session-Id: $session")
   mcp_curl -m "$MCP_CHECK_SECONDS" "${headers[@]}" -o /dev/null --data-binary "$(mcp_message initialized)" "$url" 2>/dev/null || true
-  mcp_curl -m "$MCP_CHECK_SECONDS" "${headers[@]}" -o "$dir/tools.reply" --data-binary "$(mcp_message tools)" "$url" 2>/dev/null || true
-  reply=$(mcp_reply "$dir/tools.reply" 2) || true
+  mcp_body "$dir/tools.reply" -m "$MCP_CHECK_SECONDS" "${headers[@]}" --data-binary "$(mcp_message tools)" "$url" || over=1
+  reply=$(mcp_reply 2 <"$dir/tools.reply") || true
   [[ -z $session ]] || mcp_curl -m 3 "${headers[@]}" -o /dev/null -X DELETE "$url" 2>/dev/null || true
+  [[ -z $over ]] || { MCP_ERROR="tools/list reply over 1 MiB"; return 1; }
   mcp_tool_names "$reply" || { MCP_ERROR="tools/list failed: $(printable "${reply:0:160}")"; return 1; }
 }
 

@@ -5,13 +5,15 @@ printable line, and leaves nothing behind."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from .servers.hostile import hostile_server
+from .servers.hostile import SENT, hostile_server, large_tool_list
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 3  # MCP_CHECK_SECONDS for these runs
@@ -29,15 +31,21 @@ printf 'tool=%s\\n' $MCP_TOOLS
 """
 
 
-def gate(url: str) -> tuple[dict, list[str], float, str]:
+def gate(url: str, timeout: float = 60) -> tuple[dict, list[str], float, str]:
+    """Run the gate; past `timeout`, end it and all it started (a stuck awk too) and raise."""
     started = time.monotonic()
-    done = subprocess.run(["bash", "-c", DRIVER, "gate", str(REPO), str(SECONDS), url],
-                          capture_output=True, text=True, timeout=60)
+    with subprocess.Popen(["bash", "-c", DRIVER, "gate", str(REPO), str(SECONDS), url], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as run:
+        try:
+            stdout, stderr = run.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            raise
     seconds = time.monotonic() - started
-    lines = done.stdout.splitlines()
+    lines = stdout.splitlines()
     fields = dict(line.split("=", 1) for line in lines if not line.startswith("tool="))
     tools = [line.removeprefix("tool=") for line in lines if line.startswith("tool=") and line != "tool="]
-    return fields, tools, seconds, done.stdout + done.stderr
+    return fields, tools, seconds, stdout + stderr
 
 
 def test_the_gate_lists_the_tools_of_a_legacy_sse_server(sse_server):
@@ -70,8 +78,8 @@ def test_nothing_listening_fails_at_once():
 
 
 HOSTILE = ["endless-events", "get-endless-events", "endless-line", "get-endless-line", "get-endless-data",
-           "huge-body", "gzip-bomb", "deep-json", "huge-headers", "endless-header-line", "drip", "get-drip-body",
-           "escapes", "nothing"]
+           "huge-body", "huge-initialize", "gzip-bomb", "deep-json", "huge-headers", "endless-header-line", "drip",
+           "get-drip-body", "escapes", "nothing"]
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +97,40 @@ def test_a_hostile_server_fails_the_gate_by_its_deadline_in_one_printable_line(h
     error = fields["error"]
     assert error and error.isprintable() and len(error) <= 300, repr(error)
     assert fields["left"] == "0", "the gate left a temporary folder behind"
+
+
+# The live release the deploy replaces may be compromised, and the gate runs with the deploy's
+# lock held: a tools/list reply of several MiB is refused as soon as 1 MiB of it is in, without
+# reading on, and one just under 1 MiB is read whole, both within a second of its coming.
+# server: what the gate says (None: it lists the tools).
+LARGE = {
+    "huge-tools": "tools/list reply over 1 MiB",  # 3 MiB of descriptions, its length unsaid
+    "huge-tools-sized": "tools/list reply over 1 MiB",  # the same with its Content-Length
+    "sse-huge-tools": "tools/list reply over 1 MiB",  # the same on the legacy transport's stream
+    "many-tools": None,  # 6600 tools in just under 1 MiB
+    "sse-many-tools": None,
+}
+
+
+@pytest.mark.parametrize("name, error", LARGE.items())
+def test_a_large_tool_list_is_refused_over_1_mib_and_read_under_it_within_a_second(hostile, name, error):
+    server = name.removeprefix("sse-")
+    size = len(large_tool_list(server))
+    assert (size > 3 * 2**20) if error else (1_000_000 < size < 2**20)
+    SENT.pop(server, None)
+    fields, tools, _, out = gate(f"{hostile}/{name}", timeout=30)
+    waited = time.monotonic() - SENT[server]
+    if error:
+        assert fields["rc"] != "0" and tools == [] and fields["error"] == error, out
+    else:
+        assert fields["rc"] == "0" and tools == [f"tool_{i:05}" for i in range(6600)], out[-500:]
+    assert waited < 1, f"{waited:.2f} s after the reply began to come"
+    assert fields["left"] == "0", "the gate left a temporary folder behind"
+
+
+@pytest.mark.parametrize("name, error", [("huge-body", "GET /mcp: an answer over 1 MiB"),
+                                         ("huge-initialize", "initialize reply over 1 MiB")])
+def test_an_answer_said_to_be_over_1_mib_is_refused_as_such_at_once(hostile, name, error):
+    fields, _, seconds, out = gate(f"{hostile}/{name}")
+    assert fields["rc"] != "0" and fields["error"] == error, out
+    assert seconds < 1

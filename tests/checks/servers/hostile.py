@@ -9,7 +9,9 @@ the legacy GET stream, where the behaviour then happens.
 
 from __future__ import annotations
 
+import itertools
 import json
+import queue
 import re
 import socket
 import threading
@@ -50,6 +52,14 @@ def endless_data(conn: socket.socket, request: bytes) -> None:
 def huge_body(conn: socket.socket, request: bytes) -> None:
     _forever(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n",
              b"[" * 65536)
+
+
+def huge_initialize(conn: socket.socket, request: bytes) -> None:
+    """No event stream on GET; POST (initialize) answered as by huge_body."""
+    if request.startswith(b"GET "):
+        conn.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        return
+    huge_body(conn, request)
 
 
 def deep_json(conn: socket.socket, request: bytes) -> None:
@@ -114,9 +124,87 @@ def escaped_server(conn: socket.socket, request: bytes) -> None:
                  b"Connection: close\r\n\r\n" % len(answer) + answer)
 
 
+# MCP servers that speak the protocol but list more tools than anyone reads: the live release
+# the deploy replaces may be compromised. name: (tools, characters of each one's description,
+# whether a Content-Length tells the size). The 3 take 3 MiB; the 6600, just under 1 MiB.
+LARGE_TOOL_LISTS = {"huge-tools": (3, 900000, False), "huge-tools-sized": (3, 900000, True),
+                    "many-tools": (6600, 52, False)}
+SENT: dict[str, float] = {}  # name: when the tools/list reply to it began to go out (monotonic)
+_SESSIONS: dict[bytes, queue.Queue] = {}  # legacy transport: session id -> what its stream is to send
+_session_ids = itertools.count(1)
+
+
+def large_tool_list(name: str, request_id: int = 2) -> bytes:
+    """The tools/list reply of the server `name` (a key of LARGE_TOOL_LISTS)."""
+    tools, description, _ = LARGE_TOOL_LISTS[name]
+    text = ('say "hi" {[,]} \\ ' * description)[:description]
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": {"tools": [
+        {"name": f"tool_{i:05}", "description": text, "inputSchema": {"type": "object", "properties": {}}}
+        for i in range(tools)]}}).encode()
+
+
+def _mcp_answer(name: str, message: dict) -> bytes | None:
+    """The JSON-RPC reply to `message`, None for a notification."""
+    if "id" not in message:
+        return None
+    if message.get("method") == "tools/list":
+        reply = large_tool_list(name, message["id"])
+        SENT[name] = time.monotonic()
+        return reply
+    result = {"protocolVersion": message.get("params", {}).get("protocolVersion", "2025-03-26"),
+              "capabilities": {"tools": {}}, "serverInfo": {"name": name, "version": "1"}}
+    return json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}).encode()
+
+
+def _large_tools(name: str, legacy: bool) -> Behaviour:
+    """At `/NAME`, Streamable HTTP: JSON replies, the tools/list one large (with no length
+    said, it ends when the connection closes). At `/sse-NAME`, the legacy transport: GET opens
+    the stream, with an endpoint event, and what is POSTed there is answered on it."""
+
+    def behaviour(conn: socket.socket, request: bytes) -> None:
+        method, path = request.split(b" ", 2)[:2]
+        message = json.loads(request.partition(b"\r\n\r\n")[2] or b"{}") if method == b"POST" else {}
+        if legacy and method == b"GET":
+            return _large_tools_stream(conn)
+        if legacy and method == b"POST" and path.split(b"/")[-1] in _SESSIONS:
+            replies = _SESSIONS[path.split(b"/")[-1]]
+            conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            if (answer := _mcp_answer(name, message)) is not None:
+                replies.put(b"event: message\ndata: " + answer + b"\n\n")
+            return
+        if legacy or method != b"POST":
+            conn.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return
+        if (answer := _mcp_answer(name, message)) is None:
+            conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            return
+        sized = message.get("method") != "tools/list" or LARGE_TOOL_LISTS[name][2]
+        length = b"Content-Length: %d\r\n" % len(answer) if sized else b""
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%sConnection: close\r\n\r\n"
+                     % length + answer)
+
+    return behaviour
+
+
+def _large_tools_stream(conn: socket.socket) -> None:
+    """A legacy session's stream: its endpoint event, then the replies to what is POSTed there."""
+    session = str(next(_session_ids)).encode()
+    _SESSIONS[session] = replies = queue.Queue()
+    try:
+        conn.sendall(SSE_HEAD + b"event: endpoint\ndata: /session/%s\n\n" % session)
+        while True:
+            conn.sendall(replies.get(timeout=30))
+    except queue.Empty:
+        pass
+    finally:
+        del _SESSIONS[session]
+
+
 BEHAVIOURS: dict[str, Behaviour] = {f.__name__.replace("_", "-"): f for f in (
-    endless_events, endless_line, endless_data, huge_body, deep_json, huge_headers, endless_header_line,
-    gzip_bomb, drip, drip_body, escapes, escaped_server)}
+    endless_events, endless_line, endless_data, huge_body, huge_initialize, deep_json, huge_headers,
+    endless_header_line, gzip_bomb, drip, drip_body, escapes, escaped_server)}
+BEHAVIOURS.update({f"{prefix}{name}": _large_tools(name, bool(prefix))
+                   for name in LARGE_TOOL_LISTS for prefix in ("", "sse-")})
 
 
 def _read_request(conn: socket.socket) -> bytes:
