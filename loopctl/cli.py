@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from invoke import Context
 from invoke.exceptions import Exit
@@ -20,12 +20,14 @@ from invoke.exceptions import Exit
 from . import audit, settings as settings_module
 from .errors import LoopError
 from .session import Session
-from .text import one_line
+from .text import error_line
 
 
-def fail(verb: str, error: LoopError) -> Exit:
-    """One line: messages may end with a NAS command's stderr, which must not drive the terminal."""
-    return Exit(f"inv {verb}: error: {one_line(str(error), limit=2000)}", error.code)
+def fail(verb: str, error: LoopError, secrets: Iterable[str] = ()) -> Exit:
+    """One line, secrets and URL credentials blanked: messages may quote settings and flags, or
+    end with a NAS command's stderr, which must not drive the terminal. Every verb's error is
+    printed here; `secrets` are the loaded settings' (none when they did not load)."""
+    return Exit(f"inv {verb}: error: {error_line(str(error), secrets)}", error.code)
 
 
 def load_settings(verb: str, *required: str) -> settings_module.Settings:
@@ -48,7 +50,7 @@ def session(c: Context, verb: str, args: dict[str, Any] | None = None, *, change
         status = 0
     except LoopError as error:
         status = error.code
-        raise fail(verb, error) from None
+        raise fail(verb, error, session.settings.secrets()) from None
     except KeyboardInterrupt:
         status = 130
         raise Exit(f"inv {verb}: interrupted", 130) from None

@@ -53,8 +53,26 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+# A URL's credentials (`scheme://user:pass@host`): whatever comes before the last `@` of its
+# authority, which ends at a path, query, fragment, space, double quote or angle bracket.
+_URL_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#\"<>]*@")
+
+
+def without_url_credentials(text: str) -> str:
+    """Every URL in `text` with its credentials blanked: `https://<redacted>@host`, whoever
+    wrote the URL (a setting, a flag, git's or curl's own message)."""
+    return _URL_CREDENTIALS.sub(rf"\1{MASK}@", text)
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """`text` as it may be shown or sent: control characters out first (so none can split a
     secret and hide it from the search), then every secret blanked."""
     secrets = [secret for secret in secrets if secret]
     return redact(printable(text), secrets + [printable(secret) for secret in secrets])
+
+
+def error_line(text: str, secrets: Iterable[str], limit: int = 2000) -> str:
+    """An error message as loopctl prints it, the one redaction every refusal and failure goes
+    through: one printable line, the settings' secrets and every URL's credentials blanked
+    (messages quote settings, flags and what the NAS or git said)."""
+    return one_line(without_url_credentials(scrub(text, secrets)), limit)
