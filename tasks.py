@@ -72,12 +72,12 @@ def audit(c, lines="20", local=False):
 
 @task(help={"timeout": "seconds to wait for Docker to report it healthy (0, the default: DEPLOY_HEALTH_TIMEOUT)"})
 def restart(c, timeout="0"):
-    """Restart the live api container and wait until Docker reports it healthy (it is down meanwhile)."""
-    from loopctl import cli, stack
+    """Restart the live api container under the deploy lock and wait until it is healthy (it is down meanwhile)."""
+    from loopctl import cli, deploy
     from loopctl.settings import count
 
     with cli.session(c, "restart", {"timeout": timeout}, changes=True) as session:
-        stack.restart(session, count(timeout, "--timeout") or session.settings.deploy_health_timeout)
+        deploy.restart(session, count(timeout, "--timeout") or session.settings.deploy_health_timeout)
 
 
 @task

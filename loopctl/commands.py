@@ -27,7 +27,8 @@ PREPARE_SCRIPT = "prepare.sh"
 FACTS_SCRIPT = "facts.sh"
 AUDIT_SCRIPT = "audit-append.sh"
 INSTALL_SCRIPT = "install.sh"
-CHANGE_SCRIPTS = (DEPLOY_SCRIPT, ROLLBACK_SCRIPT, REBUILD_ALL_SCRIPT)
+RESTART_SCRIPT = "restart.sh"
+CHANGE_SCRIPTS = (DEPLOY_SCRIPT, ROLLBACK_SCRIPT, REBUILD_ALL_SCRIPT, RESTART_SCRIPT)
 
 
 # --- where things live on the NAS -------------------------------------------------------
@@ -65,10 +66,6 @@ def logs(settings: Settings, name: str, tail: int, since: str | None = None, fol
                   *(["--follow"] if follow else []), name)
 
 
-def restart(settings: Settings, name: str) -> Argv:
-    return docker(settings, "restart", name)
-
-
 def stop(settings: Settings, name: str) -> Argv:
     return docker(settings, "stop", name)
 
@@ -101,6 +98,11 @@ def detach(settings: Settings, name: str, flags: Sequence[str]) -> Argv:
     return [script(settings, DETACH_SCRIPT), name.removesuffix(".sh"), *flags]
 
 
+def restart(settings: Settings, performer: str, health_timeout: int) -> Argv:
+    """The live api container restarted by restart.sh, under the deploy lock and with a deploy's checks."""
+    return detach(settings, RESTART_SCRIPT, ["--performer", performer, "--health-timeout", str(health_timeout)])
+
+
 def audit_append(settings: Settings, record: str) -> Argv:
     return [script(settings, AUDIT_SCRIPT), record]
 
@@ -131,19 +133,29 @@ def git(repo: str, *args: str) -> Argv:
 
 # In the NAS checkout the app writes .git too: git runs there (as the SSH user, never root) with
 # hooks, fsmonitor, ssh commands, credential helpers and the ext transport forced off, after
-# its config passed `checkout_config` (see sync.py).
+# its config passed `checkout_config` (see sync.py), and within a bound: a FIFO there blocks a
+# read forever.
 NAS_GIT_SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.sshCommand=ssh",
                   "-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "core.pager=cat",
                   "-c", "maintenance.auto=false", "-c", "gc.auto=0")
 
 
-def nas_git(repo: str, *args: str) -> Argv:
-    return ["git", *NAS_GIT_SAFETY, "-C", repo, *args]
+# What GNU timeout exits with when the bound ran out (137: the command ignored SIGTERM and was killed).
+TIMED_OUT = (124, 137)
+
+
+def bounded(seconds: int, argv: Sequence[str]) -> Argv:
+    """argv under GNU timeout, which ends it and every process it started (its process group)."""
+    return ["timeout", "--kill-after=5", str(seconds), *argv]
+
+
+def nas_git(repo: str, *args: str, seconds: int = contract.CHECKOUT_READ_TIMEOUT) -> Argv:
+    return bounded(seconds, ["git", *NAS_GIT_SAFETY, "-C", repo, *args])
 
 
 def checkout_config(repo: str) -> Argv:
     """The keys of the checkout's own git config, one a line (reading it runs nothing)."""
-    return ["git", "-C", repo, "config", "--local", "--list", "--name-only"]
+    return bounded(contract.CHECKOUT_READ_TIMEOUT, ["git", "-C", repo, "config", "--local", "--list", "--name-only"])
 
 
 def dirty_files(repo: str) -> Argv:
@@ -177,8 +189,8 @@ def push(repo: str, remote: str, branch: str) -> Argv:
 def fetch(repo: str, remote: str, branch: str) -> Argv:
     # --upload-pack: the program git runs for a local remote is never the config's.
     return nas_git(repo, "fetch", "--quiet", "--upload-pack=git-upload-pack", remote,
-                   f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
+                   f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}", seconds=contract.CHECKOUT_FETCH_TIMEOUT)
 
 
 def fast_forward(repo: str, remote: str, branch: str) -> Argv:
-    return nas_git(repo, "merge", "--ff-only", f"{remote}/{branch}")
+    return nas_git(repo, "merge", "--ff-only", f"{remote}/{branch}", seconds=contract.CHECKOUT_FETCH_TIMEOUT)

@@ -1,4 +1,4 @@
-"""rebuild, rollback, rebuild-all and releases: the verbs backed by the NAS scripts.
+"""rebuild, rollback, rebuild-all, restart and releases: the verbs backed by the NAS scripts.
 
 A deploy has two halves. First `prepare.sh` exports the commit on the NAS and resolves the
 app's own compose file with Compose; `stackdef` turns that into the release's stack
@@ -49,8 +49,13 @@ def script_flags(session: Session, verify_seconds: int) -> list[str]:
 
 def run_script(session: Session, name: str, flags: list[str]) -> dict[str, str]:
     """Run a NAS change script detached, stream its log; returns the fields of its summary line."""
+    return run_detached(session, name, commands.detach(session.settings, name, flags))
+
+
+def run_detached(session: Session, name: str, argv: list[str]) -> dict[str, str]:
+    """run_script, for argv built by `commands` (detach.sh NAME FLAGS...)."""
     try:
-        result = session.nas.change(commands.detach(session.settings, name, flags), stream=True, ok=None)
+        result = session.nas.change(argv, stream=True, ok=None)
     except KeyboardInterrupt:
         print(f"\n{name} goes on on the NAS without this terminal; `inv status` shows when it is done",
               file=sys.stderr)
@@ -171,6 +176,13 @@ def rollback(session: Session, to: str | None) -> None:
     preflight(session, allow_drift=True)
     flags = script_flags(session, session.settings.rollback_verify_seconds) + (["--to", to] if to else [])
     show_summary(session, run_script(session, commands.ROLLBACK_SCRIPT, flags), started, None)
+
+
+def restart(session: Session, timeout: int) -> None:
+    """The live api container restarted by restart.sh with a deploy's checks: this preflight, then on
+    the NAS the lock, the repair of a change cut short and its mount sources; waited until healthy."""
+    preflight(session, allow_drift=False)
+    run_detached(session, commands.RESTART_SCRIPT, commands.restart(session.settings, performer(), timeout))
 
 
 def confirm_rebuild_all(session: Session, yes: bool) -> None:

@@ -44,6 +44,11 @@ class Refused(LoopError):
     code = 7
 
 
+class CheckoutUnreadable(Refused):
+    """A read of the NAS checkout ran out of time: the app writes its .git, and something there
+    (a FIFO in place of a file) blocks reads."""
+
+
 class Locked(Refused):
     """Another deploy, rollback or rebuild-all holds the lock: one wording, whichever side
     (the preflight or a NAS script's own `flock`) noticed it first."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
 from . import commands, contract
-from .errors import AuthFailed, RemoteFailed
+from .errors import AuthFailed, CheckoutUnreadable, RemoteFailed
 from .runner import Nas, Output
 from .settings import Settings
 
@@ -74,6 +74,8 @@ class NasState:
     app_container: str | None = None  # the app's own api container (its compose's, not loopctl's)
     # Connections open into each running color: the proxy's requests there, MCP streams mostly.
     streams: dict[str, int] = field(default_factory=dict)
+    # Where the OAuth state was moved (volume, from, at: scripts/lib-oauth.sh), or {} before.
+    oauth: dict[str, str] = field(default_factory=dict)
 
 
 def parse_status(out: Output, settings: Settings) -> NasState:
@@ -85,7 +87,7 @@ def parse_status(out: Output, settings: Settings) -> NasState:
             raise AuthFailed(f"sudo refused {commands.script(settings, commands.FACTS_SCRIPT)}: {out.tail(1)} "
                              f"(see the README's sudoers lines)")
         raise RemoteFailed(f"{commands.FACTS_SCRIPT} status exited {out.exited}: {out.tail()}")
-    live, standby, app, upstream, lock, journal = None, None, None, "missing", None, {}
+    live, standby, app, upstream, lock, journal, oauth = None, None, None, "missing", None, {}, {}
     home, tools, containers, streams = [], [], [], {}
     for line in out.stdout.splitlines():
         kind, _, rest = line.partition("\t")
@@ -102,8 +104,9 @@ def parse_status(out: Output, settings: Settings) -> NasState:
             upstream = rest
         elif kind == "lock" and fields[0] == "held":
             lock = fields[1] if len(fields) > 1 else "a change is running"
-        elif kind == "journal":
-            journal = dict(item.split("=", 1) for item in fields if "=" in item)
+        elif kind in ("journal", "oauth"):
+            pairs = dict(item.split("=", 1) for item in fields if "=" in item)
+            journal, oauth = (pairs, oauth) if kind == "journal" else (journal, pairs)
         elif kind == "home":
             home.append(rest)
         elif kind == "tool":
@@ -114,7 +117,7 @@ def parse_status(out: Output, settings: Settings) -> NasState:
             health = health if state == "running" and health else "-"
             containers.append(Container(name.lstrip("/"), state, health, image, started, service))
     return NasState(live, upstream, lock, journal, home, tools, sorted(containers, key=container_order(settings)),
-                    standby=standby, app_container=app, streams=streams)
+                    standby=standby, app_container=app, streams=streams, oauth=oauth)
 
 
 def container_order(settings: Settings) -> Callable[[Container], tuple]:
@@ -141,12 +144,43 @@ LOCK = Fact("lock", lambda settings: commands.facts(settings, "lock"), parse_loc
 
 
 # --- the app checkout (as the SSH user) ---------------------------------------------------------
+# Each read is bounded (commands.bounded): the app can put a FIFO in the checkout's .git.
+
+def checkout_blocked(settings: Settings, what: str, seconds: int, other_cause: str = "") -> CheckoutUnreadable:
+    """The one wording of a read of the checkout that ran out of time (`other_cause`: "X, or ")."""
+    return CheckoutUnreadable(f"{what} in the NAS checkout {settings.nas_app_dir} took longer than {seconds}s and "
+                              f"was stopped: {other_cause}something in the checkout's .git blocks reads (a FIFO? on "
+                              f"the NAS: find {settings.nas_app_dir}/.git -type p); remove it after checking who put "
+                              f"it there")
+
+
+def readable(what: str, parse: Callable[[Output, Settings], T]) -> Callable[[Output, Settings], T]:
+    """`parse`, after raising CheckoutUnreadable when the bound on the read ran out."""
+    def checked(out: Output, settings: Settings) -> T:
+        if out.exited in commands.TIMED_OUT:
+            raise checkout_blocked(settings, what, contract.CHECKOUT_READ_TIMEOUT)
+        return parse(out, settings)
+    return checked
+
+
+def or_unreadable(fact: Fact[T]) -> Callable[[Nas], T | CheckoutUnreadable]:
+    """For `gather` in status: the fact, or the CheckoutUnreadable saying why it could not be read."""
+    def read_it(nas: Nas) -> T | CheckoutUnreadable:
+        try:
+            return read(nas, fact)
+        except CheckoutUnreadable as error:
+            return error
+    return read_it
+
 
 CHECKOUT_COMMIT = Fact("checkout commit", lambda settings: commands.nas_head(settings.nas_app_dir),
-                       lambda out, settings: out.stdout.strip() if out.exited == 0 else "", ok=(0, 128))
+                       readable("`git rev-parse HEAD`",
+                                lambda out, settings: out.stdout.strip() if out.exited == 0 else ""),
+                       ok=(0, 128, *commands.TIMED_OUT))
 
 CHECKOUT_BRANCH = Fact("checkout branch", lambda settings: commands.nas_current_branch(settings.nas_app_dir),
-                       lambda out, settings: out.stdout.strip(), ok=(0, 1, 128))
+                       readable("`git symbolic-ref HEAD`", lambda out, settings: out.stdout.strip()),
+                       ok=(0, 1, 128, *commands.TIMED_OUT))
 
 # Keys git may hold in the checkout's own config: what clone, fetch and branches write. Any
 # other (hooks paths, filters, fsmonitor, includes, ssh commands, URL rewrites...) can make
@@ -166,7 +200,7 @@ def parse_git_config(out: Output, settings: Settings) -> list[str]:
 
 
 CHECKOUT_CONFIG = Fact("checkout git config", lambda settings: commands.checkout_config(settings.nas_app_dir),
-                       parse_git_config, ok=(0, 1, 128))
+                       readable("`git config --list`", parse_git_config), ok=(0, 1, 128, *commands.TIMED_OUT))
 
 
 # --- history --------------------------------------------------------------------------------------

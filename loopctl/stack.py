@@ -1,4 +1,4 @@
-"""The everyday verbs on the running stack: status, logs, restart, stop.
+"""The everyday verbs on the running stack: status, logs, stop (restart runs a NAS script: deploy.py).
 
 They read facts (`facts.py`) and change things only through `nas.change`; presentation
 (the status table, uptimes) is kept in small pure functions, unit-tested without a NAS.
@@ -14,8 +14,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from . import commands, contract, install
-from .errors import ConfigError, Locked, Refused, RemoteFailed
-from .facts import CHECKOUT_COMMIT, CHECKOUT_CONFIG, LOCK, STATUS, Container, NasState, gather, read
+from .errors import CheckoutUnreadable, ConfigError, Locked, Refused, RemoteFailed
+from .facts import CHECKOUT_COMMIT, CHECKOUT_CONFIG, LOCK, STATUS, Container, NasState, gather, or_unreadable, read
 from .runner import Nas
 from .session import Session
 
@@ -81,14 +81,29 @@ def problems(state: NasState, session: Session) -> list[str]:
     return found
 
 
+def describe_oauth(session: Session, state: NasState) -> str:
+    """Where the OAuth keys and database live: the volume they were moved to, or not yet."""
+    if state.oauth.get("volume"):
+        where = f"volume {state.oauth['volume']} (moved from {state.oauth.get('from', '?')} at {state.oauth.get('at', '?')})"
+        return where + ("; the app's own container reads the folder" if state.live == "app" else "")
+    return f"the app's folder for {session.settings.api_oauth_path}: the next `inv rebuild` moves it into a volume"
+
+
 def status(session: Session, as_json: bool) -> None:
-    state, checkout, drift, git_config = gather(session.nas, STATUS, CHECKOUT_COMMIT, install.DRIFT, CHECKOUT_CONFIG)
+    state, checkout, drift, git_config = gather(session.nas, STATUS, or_unreadable(CHECKOUT_COMMIT), install.DRIFT,
+                                                or_unreadable(CHECKOUT_CONFIG))
+    # A checkout whose .git blocks reads: its commit is unknown, and why is a problem.
+    unreadable = next((str(v) for v in (checkout, git_config) if isinstance(v, CheckoutUnreadable)), "")
+    checkout = "" if isinstance(checkout, CheckoutUnreadable) else checkout
+    git_config = [] if isinstance(git_config, CheckoutUnreadable) else git_config
     live = None
     if state.live in contract.COLORS:
         live = next((c for c in state.containers
                      if c.name == commands.container(session.settings, "api", state.live)), None)
     now = datetime.now(timezone.utc)
     trouble = problems(state, session)
+    if unreadable:
+        trouble.append(unreadable)
     if git_config:
         trouble.append(f"the checkout's git config has keys loopctl refuses to run git with: {', '.join(git_config)}")
     standby = None
@@ -104,6 +119,7 @@ def status(session: Session, as_json: bool) -> None:
         "standby_color": state.standby,
         "standby_commit": standby.commit if standby else None,
         "open_streams": state.streams,
+        "oauth_state": state.oauth or None,
         "checkout_commit": checkout or None,
         "deploy_in_progress": state.lock,
         "scripts": drift,
@@ -120,7 +136,9 @@ def status(session: Session, as_json: bool) -> None:
     session.say(f"NAS        {report['host']}  {report['app_dir']}  (loopctl: {report['loopctl_dir']})")
     session.say(f"live       {shown_live or 'none'}" + (f"  commit {live.commit}" if live else ""))
     session.say(f"standby    {describe_standby(session, state, standby)}")
-    session.say(f"checkout   {checkout[:12] if checkout else 'not a git checkout'}")
+    session.say(f"oauth      {describe_oauth(session, state)}")
+    shown_checkout = checkout[:12] if checkout else "not a git checkout"
+    session.say(f"checkout   {'unknown (its .git blocks reads: see PROBLEM)' if unreadable else shown_checkout}")
     session.say(f"scripts    {install.describe_drift(drift)}")
     session.say(f"deploy     {'running: ' + state.lock if state.lock else 'idle'}")
     for problem in trouble:
@@ -196,21 +214,6 @@ def logs(session: Session, tail: int, follow: bool, since: str | None, service: 
         print(f"\n(stopped following {name})", file=sys.stderr)
     elif result.exited != 0:
         raise RemoteFailed(f"`docker logs` for {name} exited {result.exited}: {result.tail()}")
-
-
-def restart(session: Session, timeout: float) -> None:
-    refuse_during_deploy(session.nas)
-    name = live_container(session)
-    session.say(f"==> restarting {name}")
-    session.nas.change(commands.restart(session.settings, name))
-    if session.dry:
-        return
-    # The NAS scripts' health wait, so restart and deploys judge health by one rule set.
-    waited = session.nas.change(commands.facts(session.settings, "wait-healthy", name, str(int(timeout))), stream=True,
-                          ok=(0, 1))
-    if waited and waited.exited != 0:
-        raise RemoteFailed(f"{name} did not become healthy within {timeout:.0f}s; see `inv logs`")
-    session.say(f"==> {name} is healthy")
 
 
 def stop(session: Session) -> None:

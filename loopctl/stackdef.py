@@ -9,9 +9,14 @@ app has none, the color and commit in the environment) changed; the app's other 
 as it defines them; and the proxy. Everything is pure: the tests feed it Compose v1's and
 v2's real output.
 
-It also refuses what would put root on the NAS within the app container's reach: host
-settings (mounts, devices, privileges, namespaces) taken from variables, which the app can
-change through the checkout's `.env`, and mounts of the loopctl home.
+It also refuses what would put root on the NAS within the app container's reach. Compose read
+only the commit's files (the export is the project folder); the one input the app controls is
+the checkout's `.env`, so host settings (mounts, devices, privileges, namespaces) must be
+written out, never taken from a variable (checked on `config --no-interpolate`, includes and
+extends merged). No mount may reach the loopctl home, and no bind source may sit inside a
+folder a container writes: Docker follows links in a bind source at every start, and a
+container can swap such a folder for a link. The OAuth folder, which the app's compose mounts
+from inside the checkout, becomes a named volume (see scripts/lib-oauth.sh for the move).
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from .errors import ConfigError
 # taken from a variable (the checkout's .env is the app's to rewrite).
 HOST_FIELDS = ("volumes", "devices", "privileged", "cap_add", "security_opt", "network_mode", "pid", "ipc",
                "uts", "userns_mode", "cgroup_parent", "cgroup", "device_cgroup_rules", "runtime", "volumes_from",
-               "env_file", "sysctls", "ports", "image", "build")
+               "env_file", "sysctls", "ports", "image", "build", "group_add", "gpus", "isolation", "extends")
+# The stack's key for the volume the OAuth state lives in; its name is `<project>-oauth`.
+OAUTH_VOLUME_KEY = "loopctl-oauth"
 # Mount sources no service may have, whatever the app says.
 FORBIDDEN_SOURCES = ("/", "/var/run/docker.sock", "/run/docker.sock")
 SAFE_VALUE = re.compile(r"[A-Za-z0-9_./:@,+-]*")
@@ -64,17 +71,21 @@ class Release:
 
 @dataclass(frozen=True)
 class Prepared:
+    """What prepare.sh printed: the committed top-level file, and Compose's model of the commit
+    with variables substituted (resolved) and without (literal)."""
+
     compose_major: int
     raw: str
     resolved: str
+    literal: str
 
 
 def parse_prepared(output: str) -> Prepared:
-    """The three lines of `prepare.sh`."""
+    """The four lines of `prepare.sh`."""
     found = dict(line.split(": ", 1) for line in output.splitlines() if ": " in line)
     try:
-        return Prepared(int(found["compose"]), base64.b64decode(found["raw"]).decode(),
-                        base64.b64decode(found["resolved"]).decode())
+        return Prepared(int(found["compose"]), *(base64.b64decode(found[key]).decode()
+                                                 for key in ("raw", "resolved", "literal")))
     except (KeyError, ValueError, binascii.Error, UnicodeDecodeError):
         raise ConfigError("prepare.sh on the NAS printed no resolved compose model") from None
 
@@ -146,8 +157,9 @@ def within(path: str, root: str) -> bool:
 # --- the checks ------------------------------------------------------------------------------
 
 def literal_host_fields(raw: dict[str, Any], compose_file: str) -> None:
-    """Host settings must be written out in the committed file: a `${VAR}` there takes its value
-    from the checkout's .env, which the app container can rewrite."""
+    """Host settings must be written out in the committed files (`raw`: Compose's model of them
+    without variables substituted): a `${VAR}` there takes its value from the checkout's .env,
+    which the app container can rewrite."""
     def strings(value: Any):
         if isinstance(value, dict):
             for k, v in value.items():
@@ -227,24 +239,62 @@ def with_labels(mapping: dict[str, Any], key: str, extra: dict[str, str]) -> Non
     mapping[key] = {**labels, **extra}
 
 
-def move_build(name: str, service: dict[str, Any], app_dir: str, export_dir: str, project: str) -> None:
-    """Builds read the commit's export, never the checkout (which the app writes)."""
+def check_build(name: str, service: dict[str, Any], export_dir: str) -> None:
+    """Builds read the commit's export (the project folder Compose resolved against), never the
+    checkout (which the app writes) or anything else on the NAS."""
     build = service.get("build")
     if build is None:
         return
-    if isinstance(build, str):
-        build = {"context": build}
-    context = str(build.get("context", "."))
-    if not context.startswith("/") or not within(context, app_dir):
-        raise ConfigError(f"service {name} builds from {context}, outside the checkout {app_dir}: loopctl builds "
-                          f"from the deployed commit's files only")
-    build["context"] = export_dir + context[len(app_dir.rstrip("/")):]
-    dockerfile = build.get("dockerfile")
-    if isinstance(dockerfile, str) and dockerfile.startswith("/"):
-        if not within(dockerfile, app_dir):
-            raise ConfigError(f"service {name}'s Dockerfile {dockerfile} is outside the checkout {app_dir}")
-        build["dockerfile"] = export_dir + dockerfile[len(app_dir.rstrip("/")):]
-    service["build"] = build
+    context = str(build.get("context", ".") if isinstance(build, dict) else build)
+    if not context.startswith("/") or not within(context, export_dir):
+        raise ConfigError(f"service {name} builds from {context}, outside the commit's files: loopctl builds "
+                          f"from the deployed commit only")
+    dockerfile = build.get("dockerfile") if isinstance(build, dict) else None
+    if isinstance(dockerfile, str) and dockerfile.startswith("/") and not within(dockerfile, export_dir):
+        raise ConfigError(f"service {name}'s Dockerfile {dockerfile} is outside the commit's files")
+
+
+def in_checkout(entry: Any, export_dir: str, app_dir: str) -> Any:
+    """A mount resolved against the export, against the checkout again: the app's data is there
+    (only what is built comes from the export)."""
+    mount = parse_mount(entry)
+    if mount.kind != "bind" or not within(mount.source, export_dir):
+        return entry
+    source = app_dir.rstrip("/") + mount.source[len(export_dir):]
+    if isinstance(entry, dict):
+        return {**entry, "source": source}
+    return source + str(entry)[len(mount.source):]
+
+
+def with_oauth_volume(entry: Any, oauth_from: str) -> Any:
+    """A bind of the OAuth folder, as a mount of the OAuth volume at the same place."""
+    mount = parse_mount(entry)
+    if mount.kind != "bind" or mount.source != oauth_from:
+        return entry
+    return f"{OAUTH_VOLUME_KEY}:{mount.target}{':ro' if mount.read_only else ''}"
+
+
+def refuse_nested_binds(services: dict[str, Any]) -> None:
+    """A bind source inside a folder some container writes can be swapped for a link by that
+    container, and Docker follows it at the next start (its own restarts included)."""
+    binds = [(name, parse_mount(entry)) for name, service in services.items() for entry in service.get("volumes") or []]
+    binds = [(name, mount) for name, mount in binds if mount.kind == "bind"]
+    for name, mount in binds:
+        for writer, outer in binds:
+            if not outer.read_only and mount.source != outer.source and within(mount.source, outer.source):
+                raise ConfigError(f"service {name} mounts {mount.source}, inside {outer.source}, which {writer} "
+                                  f"writes: that container could replace it with a link, which Docker follows at "
+                                  f"every start; mount a named volume there, or a folder outside {outer.source}")
+
+
+def refuse_file_objects(model: dict[str, Any]) -> None:
+    """File secrets and configs are read when a container starts, from the export of whichever
+    commit was built last: a rollback would get the newest commit's files."""
+    for section in ("secrets", "configs"):
+        for name, item in (model.get(section) or {}).items():
+            if isinstance(item, dict) and item.get("file"):
+                raise ConfigError(f"{section} {name} is read from a file ({item['file']}): loopctl releases do not "
+                                  f"keep files; use `environment:` or a variable instead")
 
 
 def map_strings(value: Any, change: Callable[[str], str]) -> Any:
@@ -287,8 +337,9 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
     compose_file = settings.app_compose_file
     app_dir, home = settings.nas_app_dir, settings.nas_loopctl_dir
     raw = load_yaml(prepared.raw, compose_file)
-    literal_host_fields(raw, compose_file)
+    literal_host_fields(load_yaml(prepared.literal, f"{compose_file} (as committed)"), compose_file)
     model = load_yaml(prepared.resolved, f"{compose_file} (resolved)")
+    refuse_file_objects(model)
     # Both Composes' `config` write a literal `$` as `$$`: back to the values the containers get
     # (escaped again, once, when the stack file is written).
     model = unescape_dollars(model)
@@ -305,9 +356,16 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
     project = literal_name or project_name(app_dir)
     notes: list[str] = []
 
+    export_dir = f"{home}/{contract.EXPORT_DIR}/{posixpath.basename(app_dir.rstrip('/'))}"
     for name, service in services.items():
+        check_build(name, service, export_dir)
+        if service.get("volumes"):
+            service["volumes"] = [in_checkout(entry, export_dir, app_dir) for entry in service["volumes"]]
         check_mounts(name, service, home)
     api = services[api_name]
+    oauth_mount = next((m for m in map(parse_mount, api.get("volumes") or [])
+                        if m.target.rstrip("/") == settings.api_oauth_path.rstrip("/")), None)
+    oauth_from = oauth_mount.source if oauth_mount and oauth_mount.kind == "bind" else ""
     mode = str(api.get("network_mode") or "")
     if mode:
         raise ConfigError(f"service {api_name} uses network_mode: {mode}: blue-green needs it on a Compose network, "
@@ -325,7 +383,6 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
     port = chosen[0]
     proxy_port = str(settings.stack_proxy_port or port.published)
 
-    export_dir = f"{home}/build/src"
     short = commit[:12]
     image = str(api.get("image") or "")
     repo = re.sub(r":[^/:]*$", "", image) if image else api_name
@@ -336,7 +393,6 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         service.pop("ports", None)
         service["container_name"] = name
         service["image"] = f"{repo}:{short}"
-        move_build(api_name, service, app_dir, export_dir, project)
         if "build" in service:
             # Rebuilding a tag leaves the image it replaced untagged: this label lets only this
             # stack's be pruned.
@@ -356,7 +412,6 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         if name == api_name:
             continue
         service = copy.deepcopy(service)
-        move_build(name, service, app_dir, export_dir, project)
         stack_services[name] = service
         aux.append(name)
         if "build" in service:
@@ -377,6 +432,14 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         "labels": {"org.loopctl.role": "proxy"},
     }
 
+    if oauth_from:
+        for service in stack_services.values():
+            if service.get("volumes"):
+                service["volumes"] = [with_oauth_volume(entry, oauth_from) for entry in service["volumes"]]
+        notes.append(f"OAuth state ({settings.api_oauth_path}) in the volume {project}-oauth, moved from {oauth_from} "
+                     f"(the api can replace a folder of the checkout with a link)")
+    refuse_nested_binds(stack_services)
+
     used_networks: set[str] = set()
     used_volumes: set[str] = set()
     for service in stack_services.values():
@@ -384,11 +447,13 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         used_networks.update(nets if isinstance(nets, (dict, list)) else [])
         for entry in service.get("volumes") or []:
             mount = parse_mount(entry)
-            if mount.kind == "volume" and mount.source:
+            if mount.kind == "volume" and mount.source and mount.source != OAUTH_VOLUME_KEY:
                 used_volumes.add(mount.source)
     stack: dict[str, Any] = {"services": stack_services}
     networks = external_objects(model, "networks", used_networks, project)
     volumes = external_objects(model, "volumes", used_volumes, project)
+    if oauth_from:
+        volumes[OAUTH_VOLUME_KEY] = {"name": f"{project}-oauth", "external": True}
     if networks:
         stack["networks"] = networks
     if volumes:
@@ -402,21 +467,28 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
                     if m.kind == "bind"})
     if any("," in source for source in binds):
         raise ConfigError(f"a bind mount source has a comma in its path: {next(b for b in binds if ',' in b)}")
-    oauth_dir = next((m.source for m in map(parse_mount, api.get("volumes") or [])
-                      if m.kind == "bind" and m.target.rstrip("/") == settings.api_oauth_path.rstrip("/")), "")
+    if oauth_from:
+        oauth_volume = f"{project}-oauth"
+    elif oauth_mount and oauth_mount.kind == "volume" and oauth_mount.source:
+        oauth_volume = volumes[oauth_mount.source]["name"]
+    else:
+        oauth_volume = ""
     fields = {
         "COMMIT": commit, "SHORT": short, "PROJECT": project, "API_SERVICE": api_name, "API_REPO": repo,
         "CONTAINER_PORT": str(port.target), "PROXY_BIND": port.host_ip, "PROXY_PORT": proxy_port,
         "PROXY_IMAGE": settings.stack_proxy_image, "HEALTH_PATH": settings.health_path,
         # The Host the app sees behind the proxy: the MCP gate sends it too.
-        "PUBLIC_HOST": urlsplit(settings.public_url).netloc if settings.public_url else "",
-        "AUX_SERVICES": ",".join(aux), "BUILD_SERVICES": ",".join(builds), "OAUTH_DIR": oauth_dir,
+        "PUBLIC_HOST": urlsplit(settings.public_url).netloc.rpartition("@")[2] if settings.public_url else "",
+        "AUX_SERVICES": ",".join(aux), "BUILD_SERVICES": ",".join(builds),
+        "OAUTH_VOLUME": oauth_volume, "OAUTH_FROM": oauth_from,
         "NETWORKS": ",".join(v["name"] for v in networks.values()),
         "VOLUMES": ",".join(v["name"] for v in volumes.values()),
         "BIND_SOURCES": ",".join(binds),
     }
     for key, value in fields.items():
         if not SAFE_VALUE.fullmatch(value):
-            raise ConfigError(f"{key}={value!r} from {compose_file} has characters the NAS scripts refuse "
+            source = {"PUBLIC_HOST": "PUBLIC_URL", "HEALTH_PATH": "HEALTH_PATH",
+                      "PROXY_IMAGE": "STACK_PROXY_IMAGE"}.get(key, compose_file)
+            raise ConfigError(f"{key}={value!r} from {source} has characters the NAS scripts refuse "
                               f"(letters, digits and . _ / : @ , + - only)")
     return Release(commit, stack, fields, notes)

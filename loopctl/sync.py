@@ -4,17 +4,18 @@ The NAS checkout is also where the app writes its vault, so it may hold files no
 committed: git's own fast-forward keeps every untracked or unaffected file, and refuses
 (listing the files) where the update would overwrite a local change. Nothing on the NAS
 is ever reset, stashed or discarded. The app can write the checkout's `.git` too, so git
-runs there as the SSH user only, with hooks and the like forced off, and only after the
-checkout's git config passed an allow-list (`facts.CHECKOUT_CONFIG`).
+runs there as the SSH user only, with hooks and the like forced off, only after the
+checkout's git config passed an allow-list (`facts.CHECKOUT_CONFIG`), and each time within a
+bound (a FIFO there would block it forever): a read that runs out of time refuses the sync.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import commands
+from . import commands, contract
 from .errors import Refused, RemoteFailed
-from .facts import CHECKOUT_BRANCH, CHECKOUT_COMMIT, CHECKOUT_CONFIG, read
+from .facts import CHECKOUT_BRANCH, CHECKOUT_COMMIT, CHECKOUT_CONFIG, checkout_blocked, read
 from .session import Session
 from .stack import refuse_during_deploy
 
@@ -100,8 +101,14 @@ def fast_forward_nas(session: Session, branch: str, local_head: str, nas_before:
     """Fetch and fast-forward only; returns the NAS checkout's commit afterwards."""
     app, remote = session.settings.nas_app_dir, session.settings.git_remote
     session.say(f"==> fast-forwarding the NAS checkout {app}")
-    session.nas.change(commands.fetch(app, remote, branch), sudo=False)
-    merged = session.nas.change(commands.fast_forward(app, remote, branch), sudo=False, ok=(0, 1, 128))
+    fetched = session.nas.change(commands.fetch(app, remote, branch), sudo=False, ok=(0, *commands.TIMED_OUT))
+    if fetched and fetched.exited != 0:
+        raise checkout_blocked(session.settings, "`git fetch`", contract.CHECKOUT_FETCH_TIMEOUT,
+                               f"the git remote {remote} answers too slowly, or ")
+    merged = session.nas.change(commands.fast_forward(app, remote, branch), sudo=False,
+                                ok=(0, 1, 128, *commands.TIMED_OUT))
+    if merged and merged.exited in commands.TIMED_OUT:
+        raise checkout_blocked(session.settings, "`git merge --ff-only`", contract.CHECKOUT_FETCH_TIMEOUT)
     if merged and merged.exited != 0:
         files = listed_files(merged.stderr + merged.stdout)
         if files:

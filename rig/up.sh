@@ -72,8 +72,8 @@ add_users() {
 nas ALL=(ALL:ALL) ALL
 # nasbot: the least-privilege, passwordless lines from the README.
 Cmnd_Alias LOOPCTL = $scripts/detach.sh deploy-blue-green *, $scripts/detach.sh rollback *, \\
-    $scripts/detach.sh rebuild-all *, $scripts/prepare.sh --commit *, $scripts/facts.sh *, \\
-    $scripts/audit-append.sh *
+    $scripts/detach.sh rebuild-all *, $scripts/detach.sh restart *, $scripts/prepare.sh --commit *, \\
+    $scripts/facts.sh *, $scripts/audit-append.sh *
 nasbot ALL=(root) NOPASSWD: $SYNOLOGY_DOCKER, LOOPCTL
 EOF
   chmod 440 /etc/sudoers.d/loop-rig

@@ -104,6 +104,9 @@ main() {
   step "built $API_REPO:$short in $(elapsed "$t0" "$t_built")"
 
   ensure_shared_objects
+  # The OAuth state into the release's volume: the first time, and whenever the app's own
+  # container served until now (its folder then holds what is current).
+  if [[ $live == app ]]; then move_oauth_in always; else move_oauth_in first; fi
   if [[ -n $AUX_SERVICES ]]; then
     # Compose recreates them only if their definition or image changed.
     # shellcheck disable=SC2086  # a comma list made words

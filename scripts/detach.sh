@@ -9,7 +9,7 @@ set -Eeuo pipefail
 
 usage() {
   cat <<USAGE
-usage: detach.sh deploy-blue-green|rollback|rebuild-all [FLAGS...]
+usage: detach.sh deploy-blue-green|rollback|rebuild-all|restart [FLAGS...]
 
 Runs SCRIPT.sh from this folder detached (setsid), logging to $LOOPCTL_HOME/$RUNS_DIR/,
 and streams the log; exits with the script's status. \`detach.sh SCRIPT --help\` shows its flags.
@@ -21,7 +21,7 @@ main() {
   # Only the known scripts: sudoers may allow this one, it must not run anything else.
   case $name in
     --help | -h) usage; exit 0 ;;
-    deploy-blue-green | rollback | rebuild-all) shift ;;
+    deploy-blue-green | rollback | rebuild-all | restart) shift ;;
     *) usage_error ;;
   esac
   if [[ ${1:-} == --help ]]; then

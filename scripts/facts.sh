@@ -38,7 +38,7 @@ home_fact() {
 tools_fact() {
   local tool
   for tool in flock curl git sha256sum tar timeout tac awk sed grep find stat install mktemp setsid \
-    tail base64 df head tr cut sort tee date; do
+    tail base64 df head tr cut sort tee date unshare mount dd realpath xargs; do
     command -v "$tool" >/dev/null || echo "$tool is missing"
   done
   [[ $(date +%N 2>/dev/null) =~ ^[0-9]{9}$ ]] || echo "date does not support %N (GNU date needed)"
@@ -63,7 +63,7 @@ open_connections() {
 # status: everything `inv status` needs from root, in one call, as tab-separated lines
 #   live COLOR | standby COLOR | app NAME (the app's own api container) | upstream ok|missing|garbled
 #   lock free|held INFO
-#   journal KEY=VALUE... | home PROBLEM | tool PROBLEM
+#   journal KEY=VALUE... | oauth volume=NAME from=FOLDER at=TIME | home PROBLEM | tool PROBLEM
 #   container NAME STATE HEALTH IMAGE STARTED SERVICE | connections NAME COUNT
 status_fact() {
   local color upstream=missing ids project app="" app_state="" name state pid image stack=0
@@ -84,6 +84,7 @@ status_fact() {
   printf 'live\t%s\nstandby\t%s\nupstream\t%s\n' "$color" "$(upstream_standby)" "$upstream"
   ((!stack)) || printf 'app\t%s\n' "$app"
   if [[ -s $JOURNAL ]]; then printf 'journal\t%s\n' "$(tr '\n' '\t' <"$JOURNAL")"; fi
+  if [[ -s $LOOPCTL_HOME/$OAUTH_MOVED_FILE ]]; then printf 'oauth\t%s\n' "$(tr '\n' '\t' <"$LOOPCTL_HOME/$OAUTH_MOVED_FILE")"; fi
   preflight_fact
   ((stack)) || return 0
   ids=$(docker ps -aq --filter "name=^($API_SERVICE-blue|$API_SERVICE-green|$PROXY_CONTAINER)\$")

@@ -52,6 +52,29 @@ mounts=$(rw_mounts_of_home)
 
 umask 022
 [[ -d $dest ]] || mkdir -m 0755 "$dest"
+
+# Backups an older loopctl copied with `cp -a` may hold what a container left in the OAuth
+# folder: links, device nodes, FIFOs, files not root's or writable by others. Such a backup
+# made the home unsafe for every later change; it is repaired here, in the backups folder only
+# (root's, mode 700, so nobody else could reach it): entries that are not folders or regular
+# files are removed (a link or a node holds no data), the rest made root's and writable by root
+# alone. Each removed entry is named.
+repair_backups() {
+  local backups=$dest/$BACKUPS_DIR entry removed=0
+  [[ -d $backups && ! -L $backups && ! -L $dest/$STATE_DIR ]] || return 0
+  [[ -n $(find "$backups" -mindepth 1 \( ! -type f ! -type d -o ! -user 0 -o ! -group 0 -o -perm /022 \) -print -quit) ]] || return 0
+  while IFS= read -r -d '' entry; do
+    echo "==> removed $(printable "${entry#"$dest/"}") from the backups: $(stat -c %F "$entry"), not state"
+    rm -f -- "$entry"
+    removed=$((removed + 1))
+  done < <(find "$backups" -mindepth 1 ! -type f ! -type d -print0)
+  chown -R 0:0 "$backups"
+  chmod -R go-w "$backups"
+  chmod 0700 "$backups"
+  echo "==> repaired $backups: $removed entries removed, every file root's and writable by root alone"
+}
+repair_backups
+
 # Checked before anything is created inside (install -d would follow a planted link), and after.
 why=$(unsafe_home)
 [[ -z $why ]] || die "refused: $why" "$EXIT_REFUSED"

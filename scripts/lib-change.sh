@@ -6,6 +6,8 @@
 
 # shellcheck source=lib-deploy.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib-deploy.sh"
+# shellcheck source=lib-oauth.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib-oauth.sh"
 
 # --- flags ---------------------------------------------------------------------------------
 
@@ -76,10 +78,15 @@ give_port_to_proxy() {
 # container gets its port back.
 give_port_to_app() {
   local -a sources
+  local source
   mapfile -t sources < <(docker inspect -f '{{range .Mounts}}{{if eq .Type "bind"}}{{.Source}}{{"\n"}}{{end}}{{end}}' "$LEGACY_CONTAINER" | grep .)
+  # Its compose mounts folders the running colors write (the checkout): they are paused while the
+  # sources are checked and Docker mounts them, so what is mounted is what was checked.
+  for source in ${sources[@]+"${sources[@]}"}; do pause_writers "$source"; done
   check_bind_sources ${sources[@]+"${sources[@]}"}
   docker stop -t 5 "$PROXY_CONTAINER" >/dev/null 2>&1 || true
   docker start "$LEGACY_CONTAINER" >/dev/null
+  resume_writers
 }
 
 # bring_up created|started: the change is about to create the target's container (or start a
@@ -95,6 +102,7 @@ bring_up() {
 finish_change() {
   local status=$?
   trap - EXIT
+  resume_writers
   if ((RECOVERING)); then
     # The repair of the last change stopped half-way: what is on disk stays as it is, journal
     # included, for the next change to repair.
@@ -175,11 +183,16 @@ recover_change() {
   RECOVERING=1
   local -A field=()
   while IFS= read -r line; do
-    [[ $line =~ ^(op|commit|live|target|step|brought|backup)=([A-Za-z0-9_./:@-]*)$ ]] || continue
+    [[ $line =~ ^(op|commit|live|target|step|brought|backup|paused)=([A-Za-z0-9_./:@,-]*)$ ]] || continue
     field[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
   done <"$JOURNAL"
   op=${field[op]:-} commit=${field[commit]:-} at=${field[step]:-}
   warn "the last $op${commit:+ of $commit} was cut short at step '$at' and could not finish or undo itself: repairing that first"
+  # Containers it had paused to copy the OAuth state run again.
+  if [[ -n ${field[paused]:-} ]]; then
+    IFS=, read -ra PAUSED <<<"${field[paused]}"
+    resume_writers
+  fi
   case $op in
     deploy | rollback)
       live=${field[live]:-} target=${field[target]:-} brought_up=${field[brought]:-} switched=0 committed=0
@@ -335,6 +348,12 @@ retire_old() {
   [[ -n $live ]] || return 0
   name=$(container "$live")
   is_running "$name" || return 0
+  if keeps_oauth_in_checkout "$name"; then
+    step "stopping $name (kept): its release mounts the OAuth folder from the checkout, and the state now lives in the volume"
+    switch_to "$target" "" || warn "could not take $name out of the proxy as the standby"
+    docker stop -t 10 "$name" >/dev/null || warn "could not stop $name"
+    return
+  fi
   if [[ $KEEP_WARM == 1 ]]; then
     step "$name stays up as the warm standby: its open sessions go on; rollback is a switch"
     return

@@ -15,8 +15,11 @@
 # shellcheck source=lib-mcp.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib-mcp.sh"
 
+# OAUTH_VOLUME and OAUTH_FROM: the named volume the OAuth state lives in, and the app's folder
+# it moves from (lib-oauth.sh). OAUTH_DIR: that folder mounted as it is, by releases an older
+# loopctl defined (read so they can be named; refuse_stale_layout).
 readonly RELEASE_FIELDS=(COMMIT SHORT PROJECT API_SERVICE API_REPO CONTAINER_PORT PROXY_BIND PROXY_PORT PROXY_IMAGE
-  HEALTH_PATH PUBLIC_HOST AUX_SERVICES BUILD_SERVICES OAUTH_DIR NETWORKS VOLUMES BIND_SOURCES)
+  HEALTH_PATH PUBLIC_HOST AUX_SERVICES BUILD_SERVICES OAUTH_VOLUME OAUTH_FROM OAUTH_DIR NETWORKS VOLUMES BIND_SOURCES)
 
 release_dir() { printf '%s/%s/%s' "$LOOPCTL_HOME" "$RELEASES_DIR" "$1"; }
 
@@ -25,6 +28,9 @@ release_dir() { printf '%s/%s/%s' "$LOOPCTL_HOME" "$RELEASES_DIR" "$1"; }
 load_release() {
   local dir
   dir=$(release_dir "$1")
+  # The fields a release may lack: none left over from the release loaded before.
+  # shellcheck disable=SC2034  # release fields, read by lib-oauth.sh and the scripts
+  OAUTH_VOLUME="" OAUTH_FROM="" OAUTH_DIR=""
   read_env_file "$dir/$RELEASE_ENV_FILE" "${RELEASE_FIELDS[@]}" ||
     die "release $1 has no valid definition in $dir (deploy it again)" "$EXIT_NOTHING_TO_ROLL_BACK"
   [[ $SHORT == "$1" && -f $dir/$RELEASE_STACK_FILE ]] || die "release $1 in $dir is incomplete" "$EXIT_NOTHING_TO_ROLL_BACK"
@@ -76,15 +82,28 @@ without_compose_noise() {
 # Root never runs git inside the checkout: the app writes there (hooks, config, fsmonitor
 # would run as root). Fetching from it into loopctl's own mirror is what git itself calls the
 # safe way to read an untrusted repository.
+# mirror_git [--from-checkout] ARGS...: git on loopctl's mirror, never with the deploy lock's
+# descriptor (fd 9) open. --from-checkout: it reads the checkout (the fetch from it), so it is
+# stopped after CHECKOUT_FETCH_TIMEOUT (see checkout_timed_out in lib.sh).
 mirror_git() {
-  git -c core.hooksPath=/dev/null -c protocol.file.allow=always -c safe.directory='*' \
-    -c core.fsmonitor=false --git-dir="$MIRROR" "$@"
+  local -a bound=()
+  if [[ ${1:-} == --from-checkout ]]; then
+    bound=(timeout --kill-after=5 "$CHECKOUT_FETCH_TIMEOUT")
+    shift
+  fi
+  ${bound[@]+"${bound[@]}"} git -c core.hooksPath=/dev/null -c protocol.file.allow=always -c safe.directory='*' \
+    -c core.fsmonitor=false --git-dir="$MIRROR" "$@" 9>&-
 }
 
-# export_commit COMMIT: build/src holds exactly the tracked files of COMMIT (nothing the app
+# export_dir: where export_commit puts the commit's files, in a folder named as the checkout
+# is, so Compose gives the project the name it has in the checkout.
+export_dir() { printf '%s/%s/%s' "$LOOPCTL_HOME" "$EXPORT_DIR" "$(basename "$APP_DIR")"; }
+
+# export_commit COMMIT: the export holds exactly the tracked files of COMMIT (nothing the app
 # changed or added in the checkout), the build context of every service the app builds.
 export_commit() {
-  local commit=$1 src=$BUILD/src
+  local commit=$1 src
+  src=$(export_dir)
   [[ $commit =~ ^[0-9a-f]{40}$ ]] || die "not a full commit id: '$commit'" "$EXIT_USAGE"
   if [[ -d $src && $(cat "$BUILD/commit" 2>/dev/null) == "$commit" ]]; then
     return 0
@@ -92,11 +111,14 @@ export_commit() {
   install -d -m 0700 "$BUILD"
   [[ -d $MIRROR ]] || git init -q --bare "$MIRROR"
   chmod 0700 "$MIRROR"
-  mirror_git fetch --quiet --no-tags --no-write-fetch-head "file://$APP_DIR" \
-    "+refs/heads/*:refs/checkout/heads/*" "+HEAD:refs/checkout/HEAD" 2>&1 | sed 's/^/    /' >&2 || true
+  mirror_git --from-checkout fetch --quiet --no-tags --no-write-fetch-head "file://$APP_DIR" \
+    "+refs/heads/*:refs/checkout/heads/*" "+HEAD:refs/checkout/HEAD" 2>&1 | sed 's/^/    /' >&2 || checkout_timed_out "$?"
   mirror_git cat-file -e "$commit^{commit}" 2>/dev/null ||
     die "commit $commit is not on a branch of $APP_DIR: run 'inv local-sync'" "$EXIT_USAGE"
-  rm -rf "$src.new" "$BUILD/commit"
+  rm -f "$BUILD/commit"
+  install -d -m 0700 "$(dirname "$src")"
+  # Nothing else beside it (an older loopctl exported into the parent itself).
+  find "$(dirname "$src")" -mindepth 1 -maxdepth 1 ! -name "$(basename "$src")" -exec rm -rf {} +
   mkdir -m 0700 "$src.new"
   if ! mirror_git -c tar.umask=0022 archive --format=tar "$commit" | tar -x --no-same-owner -C "$src.new" 2>"$BUILD/tar.err"; then
     rm -rf "$src.new"
@@ -389,21 +411,43 @@ record_release() {
 # live and the previous color's; docker refuses to delete an image a container uses, which
 # guards the rest (the app's own container before a takeover among them).
 prune_releases() {
-  local keep tag dir
+  local keep tag dir tags err reason="" failed=0
+  local -a unsure=()
   keep=$( (tac "$RELEASES" 2>/dev/null | awk -F'\t' -v n="${KEEP_RELEASES:-5}" '$3 != "app" && !seen[$3]++ && kept++ < n { print $3 }'
     color_commit blue
     color_commit green) | sort -u)
-  for tag in $(docker image ls "$API_REPO" --format '{{.Tag}}'); do
-    [[ $tag =~ ^[0-9a-f]{12}$ ]] || continue
-    grep -qxF "$tag" <<<"$keep" || docker image rm "$API_REPO:$tag" >/dev/null 2>&1 || true
-  done
+  # No list (Docker said why on stderr): nothing is removed.
+  if tags=$(docker image ls "$API_REPO" --format '{{.Tag}}'); then
+    for tag in $tags; do
+      [[ $tag =~ ^[0-9a-f]{12}$ ]] || continue
+      grep -qxF "$tag" <<<"$keep" || docker image rm "$API_REPO:$tag" >/dev/null 2>&1 || true
+    done
+  else
+    warn "could not list the $API_REPO images: none was removed"
+    failed=1
+  fi
+  # A definition goes only when Docker says its image does not exist (`Error: No such image: X`
+  # from older CLIs, `Error response from daemon: No such image: X` from newer): a daemon that
+  # does not answer, or any other failure, must not erase the live and the kept definitions.
   for dir in "$LOOPCTL_HOME/$RELEASES_DIR"/*; do
     tag=$(basename "$dir")
     [[ -d $dir && $tag =~ ^[0-9a-f]{12}$ ]] || continue
-    docker image inspect "$API_REPO:$tag" >/dev/null 2>&1 || rm -rf "$dir"
+    if ! err=$(docker image inspect "$API_REPO:$tag" 2>&1 >/dev/null); then
+      if [[ $err == *"No such image"* ]]; then
+        rm -rf "$dir"
+      else
+        unsure+=("$tag")
+        [[ -n $reason ]] || reason=${err%%$'\n'*}
+      fi
+    fi
   done
+  if ((${#unsure[@]})); then
+    warn "kept the definitions of ${unsure[*]}: their images could not be inspected: $(printable "$reason")"
+    failed=1
+  fi
   # Rebuilding a tag leaves the image it replaced untagged; only this stack's are pruned.
   docker image prune -f --filter dangling=true --filter "label=org.loopctl.project=$PROJECT" >/dev/null 2>&1 || true
+  return "$failed"
 }
 
 # The proxy address the scripts talk to: the published one, on this machine.

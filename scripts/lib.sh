@@ -148,6 +148,20 @@ pick_compose() {
 
 docker() { "$DOCKER" "$@"; }
 
+# --- reading the app checkout ---------------------------------------------------------------
+# The app writes the checkout, .git included, and a FIFO in place of one of its files blocks
+# any read of it forever. Root reads it only through mirror_git's fetch, under GNU timeout
+# (CHECKOUT_FETCH_TIMEOUT), which ends its whole process group (git and the upload-pack it
+# runs there), and never with the deploy lock's descriptor open: a reader stuck there must
+# not hold the lock.
+
+# checkout_timed_out STATUS: die, naming the checkout and the likely cause, when STATUS is
+# timeout's (124, or 137 after --kill-after); any other STATUS is left to the caller's checks.
+checkout_timed_out() {
+  (($1 != 124 && $1 != 137)) ||
+    die "reading the app checkout $APP_DIR took longer than ${CHECKOUT_FETCH_TIMEOUT}s and was stopped: something in its .git blocks reads (a FIFO? find $APP_DIR/.git -type p)"
+}
+
 # --- the deploy lock: one change to the stack at a time -------------------------------
 
 # take_lock WHAT COMMIT: refuse at once, naming the holder, if another change runs.

@@ -3,10 +3,18 @@
 # from the app checkout and resolve the app's own compose file with Compose itself, so that
 # loopctl (on the workstation) can write the release's stack definition from it.
 #
-# Prints three lines: `compose: 1|2`, `raw: BASE64` (the compose file as committed) and
-# `resolved: BASE64` (`compose config` of it, relative paths against the checkout, variables
-# from the checkout's .env as the app's own `docker compose up` would). The resolved text
-# holds the app's environment: it goes to the workstation over SSH, never to a log.
+# Compose reads only the commit: the project folder is the export, so `include:`, `extends:`
+# bases, `env_file:` and build contexts come from the commit's files, never from the checkout
+# the app container writes. The one thing taken from the checkout is its untracked `.env`, for
+# the app's variables as its own `docker compose up` would take them: read without following a
+# link, blocking on a FIFO or opening a device, at most 64 KiB, without Compose's and Docker's
+# own settings (COMPOSE_*, DOCKER_*, BUILDKIT_*).
+#
+# Prints four lines: `compose: 1|2`, `raw: BASE64` (the compose file as committed),
+# `resolved: BASE64` (`compose config`: relative paths against the export, variables from the
+# checkout's .env) and `literal: BASE64` (the same without variables substituted, which tells
+# loopctl what a variable decides). The resolved text holds the app's environment: it goes to
+# the workstation over SSH, never to a log.
 set -Eeuo pipefail
 
 # shellcheck source=lib-deploy.sh
@@ -20,12 +28,53 @@ usage: prepare.sh --commit SHA
   --help         this text
 
 Exit: 0 printed; $EXIT_USAGE bad usage or an invalid compose file; $EXIT_LOCKED a change holds the lock;
-$EXIT_REFUSED the checkout's .env is a link; $EXIT_DISK_FULL disk full.
+$EXIT_REFUSED the checkout's .env is not a plain file; $EXIT_DISK_FULL disk full.
 USAGE
 }
 
+readonly ENV_MAX_BYTES=65536
+
+# checkout_env OUT: the checkout's .env into OUT (root's alone), read in a private mount
+# namespace where the checkout is read-only and device nodes cannot be opened, with no link
+# followed and no wait on a FIFO; an absent .env is an empty one.
+checkout_env() {
+  local out=$1 env=$APP_DIR/.env
+  : >"$out"
+  chmod 0600 "$out"
+  [[ -e $env || -L $env ]] || return 0
+  [[ -f $env && ! -L $env ]] || die "$env is not a plain file (a link, FIFO or device): refused" "$EXIT_REFUSED"
+  # shellcheck disable=SC2016  # expanded by the inner sh
+  timeout 10 unshare --mount --propagation private -- sh -c \
+    'mount --bind "$1" "$1" && mount -o remount,bind,ro,nodev,nosuid "$1" &&
+     exec dd if="$1/.env" iflag=nofollow,nonblock,fullblock bs="$2" count=1 status=none' \
+    sh "$APP_DIR" "$((ENV_MAX_BYTES + 1))" 9>&- >"$out.raw" 2>/dev/null ||
+    { rm -f "$out.raw"; die "$env could not be read (replaced while read?): refused" "$EXIT_REFUSED"; }
+  (($(stat -c %s "$out.raw") <= ENV_MAX_BYTES)) ||
+    { rm -f "$out.raw"; die "$env is larger than $((ENV_MAX_BYTES / 1024)) KiB: refused" "$EXIT_REFUSED"; }
+  LC_ALL=C tr -d '\000' <"$out.raw" |
+    grep -Ev '^[[:space:]]*(export[[:space:]]+)?(COMPOSE_|DOCKER_|BUILDKIT_)' >"$out" || true
+  rm -f "$out.raw"
+}
+
+# compose_config OUT FLAGS...: `config` of the committed file with the export as the project
+# folder; the error becomes one line.
+compose_config() {
+  local out=$1 errors
+  shift
+  errors=$(mktemp)
+  # Bounded: nothing Compose reads should take long.
+  if ! (cd "$SRC" && timeout 60 "${COMPOSE[@]}" --project-directory "$SRC" --env-file "$ENV_COPY" \
+    -f "$SRC/$APP_COMPOSE_FILE" config "$@" >"$out" 2>"$errors" 9>&-); then
+    local why
+    why=$(without_compose_noise <"$errors" | grep -v '^ *$' | tail -n 1 | cut -c 1-300)
+    rm -f "$errors" "$out"
+    die "the app's compose file $APP_COMPOSE_FILE is invalid: $why" "$EXIT_USAGE"
+  fi
+  rm -f "$errors"
+}
+
 main() {
-  local commit="" file errors
+  local commit="" file work
   while (($#)); do
     case $1 in
       --help | -h) usage; exit 0 ;;
@@ -36,22 +85,21 @@ main() {
   [[ $commit =~ ^[0-9a-f]{40}$ ]] || usage_error
   load_stack_env
   take_lock prepare "${commit:0:12}"
-  trap release_lock EXIT
+  install -d -m 0700 "$BUILD"
+  work=$(mktemp -d "$BUILD/prepare.XXXXXX")
+  # shellcheck disable=SC2064  # the folder is known now
+  trap "rm -rf '$work'; release_lock" EXIT
   export_commit "$commit"
-  file=$BUILD/src/$APP_COMPOSE_FILE
+  SRC=$(export_dir) ENV_COPY=$work/app.env
+  file=$SRC/$APP_COMPOSE_FILE
   [[ -f $file && ! -L $file ]] || die "$APP_COMPOSE_FILE is not a file in commit ${commit:0:12} (APP_COMPOSE_FILE)" "$EXIT_USAGE"
-  # Compose reads the checkout's .env as root, and the app can write there: a link would let it
-  # choose which root-only file Compose reads.
-  [[ ! -L $APP_DIR/.env ]] || die "$APP_DIR/.env is a symbolic link: refused (it must be a plain file)" "$EXIT_REFUSED"
-  errors=$(mktemp)
-  # Bounded: a .env the app turned into a FIFO must not hold the lock forever.
-  if ! resolved=$(cd "$APP_DIR" && timeout 60 "${COMPOSE[@]}" --project-directory "$APP_DIR" -f "$file" config 2>"$errors"); then
-    die "the app's compose file $APP_COMPOSE_FILE is invalid: $(without_compose_noise <"$errors" | grep -v '^ *$' | tail -n 1 | cut -c 1-300)" "$EXIT_USAGE"
-  fi
-  rm -f "$errors"
+  checkout_env "$ENV_COPY"
+  compose_config "$work/resolved"
+  compose_config "$work/literal" --no-interpolate
   printf 'compose: %s\n' "$COMPOSE_MAJOR"
   printf 'raw: %s\n' "$(base64 -w 0 <"$file")"
-  printf 'resolved: %s\n' "$(base64 -w 0 <<<"$resolved")"
+  printf 'resolved: %s\n' "$(base64 -w 0 <"$work/resolved")"
+  printf 'literal: %s\n' "$(base64 -w 0 <"$work/literal")"
 }
 
 main "$@"

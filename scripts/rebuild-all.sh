@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Full recreate of the stack (the app's other services, the live api color, the proxy) with
 # new OAuth keys. Every ChatGPT session ends, so `inv rebuild-all` asks first. Nothing is
-# deleted before the new images are built and the OAuth folder is copied, and the copy
-# checked, into a timestamped backup folder only root can read.
+# deleted before the new images are built and the OAuth volume's content is copied, and the
+# copy checked, into a timestamped backup folder only root can read (lib-oauth.sh).
 set -Eeuo pipefail
 
 # shellcheck source=lib-change.sh
@@ -24,39 +24,6 @@ usage: rebuild-all.sh --commit SHA --release DIR [FLAGS]
 USAGE
 }
 
-# Copy the OAuth folder (keys/, oauth.db) to a new backup folder, check the copy, print the
-# folder. An empty or missing OAuth folder (no keys yet) backs up nothing and says so. The app
-# can write that folder and swap it for a link at any time: everything here happens inside it
-# (cd -P, then relative paths), so nothing outside it is ever copied or deleted.
-backup_oauth() {
-  local dest
-  dest=$LOOPCTL_HOME/$BACKUPS_DIR/oauth-$(date -u +%Y%m%dT%H%M%SZ)
-  install -d -m 0700 "$LOOPCTL_HOME/$BACKUPS_DIR"
-  install -d -m 0700 "$dest"
-  if [[ -z $(ls -A "$OAUTH_DIR" 2>/dev/null) ]]; then
-    echo "no OAuth keys or database in $OAUTH_DIR yet: nothing to back up" >"$dest/EMPTY"
-    echo "$dest"
-    return
-  fi
-  in_oauth_dir cp -a . "$dest/" || disk_full_or_die "copying $OAUTH_DIR to $dest failed: nothing deleted"
-  chmod 0700 "$dest" # cp -a gave it the mode of the OAuth folder
-  in_oauth_dir find . -type f -exec sha256sum {} + >"$dest.SHA256SUMS"
-  (cd "$dest" && sha256sum --check --quiet "$dest.SHA256SUMS") ||
-    die "backup in $dest does not match the originals: nothing deleted"
-  mv "$dest.SHA256SUMS" "$dest/SHA256SUMS"
-  echo "$dest"
-}
-
-# in_oauth_dir COMMAND...: run it inside the OAuth folder itself, refusing a link in its place.
-in_oauth_dir() {
-  (
-    if ! cd -P -- "$OAUTH_DIR" || [[ $(pwd -P) != "$OAUTH_DIR" ]]; then
-      die "$OAUTH_DIR is not a plain folder (a link?): nothing copied or deleted" "$EXIT_REFUSED"
-    fi
-    "$@"
-  )
-}
-
 main() {
   parse_flags "$@"
   # shellcheck disable=SC2119  # its arguments name optional flags a script takes: none here
@@ -66,12 +33,12 @@ main() {
   load_stack_env
   local short=${commit:0:12}
   take_lock rebuild-all "$short"
-  trap '((RECOVERING)) || journal_clear; release_lock' EXIT
+  trap 'resume_writers; ((RECOVERING)) || journal_clear; release_lock' EXIT
   recover_change
   install_release "$from" "$short"
   load_release "$short"
   proxy_host
-  [[ -n $OAUTH_DIR ]] || die "the api mounts no OAuth folder (API_OAUTH_PATH): rebuild-all would replace no keys" "$EXIT_USAGE"
+  [[ -n $OAUTH_VOLUME ]] || die "the api mounts no OAuth folder (API_OAUTH_PATH): rebuild-all would replace no keys" "$EXIT_USAGE"
   color=$(live_color)
   [[ $color != app ]] || die "the app's own container serves: run 'inv rebuild' first (it takes the port over), then rebuild-all" "$EXIT_REFUSED"
   color=${color:-blue}
@@ -87,11 +54,14 @@ main() {
   compose_release "$short" build "${services[@]}"
   COMPOSE_PREFIX=()
 
-  backup=$(backup_oauth)
-  step "backed up the OAuth folder $OAUTH_DIR to $backup"
+  # The state moves into the volume first if it has not yet (the keys being replaced are backed up
+  # either way).
+  move_oauth_in first
+  backup=$(backup_volume "$OAUTH_VOLUME" "$API_REPO:$short")
+  step "backed up the OAuth volume $OAUTH_VOLUME to $backup"
   journal_set backup "$backup"
   journal_set step replace
-  in_oauth_dir find . -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+  empty_volume "$OAUTH_VOLUME" "$API_REPO:$short"
 
   recreate_all "$short" "$color" "$backup"
   verify_through_proxy "$color" "$VERIFY_SECONDS" || die "verification through the proxy failed; the backup is in $backup"

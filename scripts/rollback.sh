@@ -67,6 +67,8 @@ rollback_to_app() {
   target=app
   step "rollback: live is $live ($current), giving port $PROXY_PORT back to $LEGACY_CONTAINER (the app's own container)"
   journal op=rollback "live=$live" target=app step=switch
+  # Its compose mounts the checkout's OAuth folder: it gets what the volume holds now.
+  move_oauth_out
   switched=1
   give_port_to_app
   T_SWITCHED=$(ms_now)
@@ -143,6 +145,7 @@ main() {
   fi
 
   load_release "$tag"
+  if [[ $kept == "$tag" ]]; then refuse_stale_layout "$tag" "$(container "$target")"; else refuse_stale_layout "$tag"; fi
   step "rollback: live is $live ($current), bringing back $tag on $target"
   journal op=rollback "commit=$tag" "live=$live" "target=$target" step=start
   if [[ $kept == "$tag" ]]; then

@@ -21,6 +21,8 @@ NASBOT_ENV = RIG_STATE / "nasbot.env"
 APP_DIR = "/volume1/LOOP_CORE/vault/LOOP"
 LOOPCTL_HOME = "/volume1/@loopctl"
 OAUTH_DIR = f"{APP_DIR}/api/oauth"
+# Where loopctl's stack keeps the OAuth state: a named volume, filled from OAUTH_DIR once.
+OAUTH_VOLUME = "loop-oauth"
 LOCKFILE = f"{LOOPCTL_HOME}/state/lock/deploy.lock"
 WORKSTATION = RIG_STATE / "workstation" / "loop-app"
 PROXY = ("127.0.0.1", 8082)
@@ -87,10 +89,19 @@ def file_digests(folder: str) -> str:
     return sh(f"cd {folder} && find . -type f | sort | xargs -r sha256sum").stdout
 
 
+def oauth_digests() -> str:
+    """file_digests of the OAuth state where the stack keeps it: the volume once loopctl moved it
+    there, else the app's folder."""
+    mountpoint = sh(f"docker volume inspect -f '{{{{.Mountpoint}}}}' {OAUTH_VOLUME}", check=False).stdout.strip()
+    return file_digests(mountpoint if mountpoint else OAUTH_DIR)
+
+
 def reset_nas() -> None:
-    """An empty NAS: no LOOP containers, no loopctl home (the app checkout and its OAuth keys stay)."""
+    """An empty NAS: no LOOP containers, no loopctl home, no OAuth volume (the app checkout and
+    its OAuth keys stay)."""
     sh("docker rm -f loop-proxy loop-api-blue loop-api-green loop-auth loop-api >/dev/null 2>&1; "
-       f"docker network rm loop_default >/dev/null 2>&1; rm -rf {LOOPCTL_HOME}", check=False)
+       f"docker network rm loop_default >/dev/null 2>&1; docker volume rm {OAUTH_VOLUME} >/dev/null 2>&1; "
+       f"rm -rf {LOOPCTL_HOME}", check=False)
 
 
 def app_compose_up() -> None:

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from .support import (APP_DIR, LOOPCTL_HOME, OAUTH_DIR, Load, SseClient, commit_change, file_digests, first_time,
+from .support import (APP_DIR, LOOPCTL_HOME, Load, SseClient, commit_change, file_digests, oauth_digests, first_time,
                       get, inv, inv_process, lock_is_free, read_until, reset_nas, running_api_colors, serving, sh,
                       stream_lines)
 
@@ -211,13 +211,13 @@ def test_killing_the_ssh_client_mid_deploy_still_ends_in_one_serving_color(deplo
 
 
 def test_rebuild_all_is_refused_without_yes_and_backs_up_the_keys_before_replacing_them(deployed):
-    keys_before = file_digests(OAUTH_DIR)
+    keys_before = oauth_digests()
     assert "keys/signing.pem" in keys_before and "oauth.db" in keys_before
     jwks_before = get_jwks()
 
     refused = inv("rebuild-all", "--no-sync")
     assert refused.returncode == 7 and "pass --yes" in refused.stderr
-    assert file_digests(OAUTH_DIR) == keys_before
+    assert oauth_digests() == keys_before
 
     result = inv("rebuild-all", "--yes", "--no-sync", env=FAST)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -226,7 +226,7 @@ def test_rebuild_all_is_refused_without_yes_and_backs_up_the_keys_before_replaci
     assert all(line in file_digests(backup) for line in keys_before.splitlines())
     assert sh(f"stat -c %a {backup}").stdout.strip() == "700"
     assert get_jwks() != jwks_before
-    assert file_digests(OAUTH_DIR) != keys_before
+    assert oauth_digests() != keys_before
     assert serving()
     assert re.search(r"rebuild-all\s+\w+", inv("releases").stdout)
 

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from .support import (APP_DIR, LOOPCTL_HOME, OAUTH_DIR, WORKSTATION, Load, commit_change, file_digests, get, inv,
+from .support import (APP_DIR, LOOPCTL_HOME, WORKSTATION, Load, commit_change, oauth_digests, get, inv,
                       inv_process, lock_is_free, read_until, running_api_colors, serving, sh)
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "3"}
@@ -69,7 +69,7 @@ def assert_the_bar(keys: str, *, recorded: bool = True) -> tuple[str, str]:
     if recorded:
         record = last_record()
         assert record[2] == commit and record[4] == color, record
-    assert file_digests(OAUTH_DIR) == keys
+    assert oauth_digests() == keys
     assert lock_is_free()
     assert not Path(JOURNAL).exists()
     return color, commit
@@ -90,7 +90,7 @@ def keys(deployed) -> str:
     if len(running_api_colors()) < 2:
         commit_change(f"warm-{time.time()}")
         assert inv("rebuild", env=FAST).returncode == 0
-    return file_digests(OAUTH_DIR)
+    return oauth_digests()
 
 
 # --- 1. a color's container removed or stopped by hand -----------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .support import (APP_DIR, COMPOSE, LOOPCTL_HOME, OAUTH_DIR, WORKSTATION, Load, app_compose_up, file_digests,
-                      get, inv, lock_is_free, reset_nas, serving, sh)
+from .support import (APP_DIR, COMPOSE, LOOPCTL_HOME, OAUTH_DIR, OAUTH_VOLUME, WORKSTATION, Load, app_compose_up,
+                      file_digests, get, inv, lock_is_free, oauth_digests, reset_nas, serving, sh)
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "2"}
 
@@ -72,10 +72,18 @@ def test_the_takeover_of_a_running_production_and_the_rollback_that_gives_it_bac
     assert serving()[0] == "blue"
     assert sh("docker inspect -f '{{.State.Status}}' loop-api").stdout.strip() == "exited"
     assert container_image("loop-api") == legacy_image
-    assert file_digests(OAUTH_DIR) == keys
-    if COMPOSE == "v2":
-        # Its definition did not change: the app's own loop-auth keeps running.
-        assert sh("docker inspect -f '{{.Id}}' loop-auth").stdout == auth_id
+    # The OAuth state moved into the stack's volume, byte for byte, with a backup; the folder is
+    # left as it was, and loop-auth (whose mount changed) reads the volume now.
+    assert oauth_digests() == keys and file_digests(OAUTH_DIR) == keys
+    assert "OAuth state copied from" in result.stdout
+    assert sh("docker inspect -f '{{.Id}}' loop-auth").stdout != auth_id
+    assert f"{OAUTH_VOLUME} /app/api/oauth" in sh("docker inspect -f '{{range .Mounts}}{{.Name}} {{.Destination}}"
+                                                  "{{println}}{{end}}' loop-auth").stdout
+    assert f"oauth      volume {OAUTH_VOLUME} (moved from {OAUTH_DIR}" in inv("status").stdout
+    # What the stack writes from now on is in the volume; the rollback to the app carries it back.
+    color = serving()[0]
+    sh(f"docker exec loop-api-{color} sh -c 'echo issued-since > /app/api/oauth/since-takeover'")
+    keys = oauth_digests()
     history = inv("releases").stdout
     assert re.search(r"adopted\s+app\s+app", history) and re.search(r"deploy\s+[0-9a-f]{12}\s+blue", history)
 
@@ -86,7 +94,7 @@ def test_the_takeover_of_a_running_production_and_the_rollback_that_gives_it_bac
     status_code, headers, _ = get("/health")
     assert status_code == 200 and "x-loop-color" not in headers
     assert sh("docker inspect -f '{{.State.Status}}' loop-api loop-proxy").stdout.split() == ["running", "exited"]
-    assert file_digests(OAUTH_DIR) == keys
+    assert file_digests(OAUTH_DIR) == keys, "the app's own container reads the state the stack wrote"
     failed = [t for t, _ in load.failures]
     print(f"rollback to the app under {COMPOSE}: {len(failed)} of {load.total} requests failed")
     assert "live       app (" in inv("status").stdout
@@ -94,22 +102,22 @@ def test_the_takeover_of_a_running_production_and_the_rollback_that_gives_it_bac
     # And forward again: the next rebuild takes the port over once more.
     again = inv("rebuild", "--no-sync", env=FAST)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert serving()[0] == "blue" and file_digests(OAUTH_DIR) == keys
+    assert serving()[0] == "blue" and oauth_digests() == keys
     assert lock_is_free()
 
 
 def test_keys_survive_two_rebuilds_and_a_rollback_byte_for_byte(deployed):
     from .support import commit_change
 
-    keys = file_digests(OAUTH_DIR)
+    keys = oauth_digests()
     assert "keys/signing.pem" in keys and "oauth.db" in keys
     for label in ("keys-1", "keys-2"):
         commit_change(f"{label}-{time.time()}")
         result = inv("rebuild", env=FAST)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert file_digests(OAUTH_DIR) == keys
+        assert oauth_digests() == keys
     assert inv("rollback").returncode == 0
-    assert file_digests(OAUTH_DIR) == keys
+    assert oauth_digests() == keys
 
 
 def test_the_image_holds_the_commit_not_what_the_app_wrote_in_the_checkout(deployed):
@@ -242,11 +250,12 @@ def test_anything_else_holding_a_name_or_the_port_is_refused_before_anything_cha
 
 
 def test_rebuild_all_on_a_nas_without_keys_yet_backs_up_nothing_and_says_so(deployed):
-    sh(f"mkdir -p /srv/loop-rig/kept && rm -rf /srv/loop-rig/kept/oauth && mv {OAUTH_DIR} /srv/loop-rig/kept/oauth "
-       f"&& mkdir {OAUTH_DIR}")
+    kept = "/srv/loop-rig/kept"
+    sh(f"rm -rf {kept} && mkdir -p {kept} && cp -a $(docker volume inspect -f '{{{{.Mountpoint}}}}' {OAUTH_VOLUME}) "
+       f"{kept}/oauth && find $(docker volume inspect -f '{{{{.Mountpoint}}}}' {OAUTH_VOLUME}) -mindepth 1 -delete")
     result = inv("rebuild-all", "--yes", "--no-sync", env=FAST)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"no OAuth keys or database in {OAUTH_DIR} yet: nothing to back up" in \
+    assert f"no OAuth keys or database in the volume {OAUTH_VOLUME} yet: nothing to back up" in \
         sh(f"cat $(ls -d {LOOPCTL_HOME}/state/backups/oauth-* | tail -n 1)/EMPTY").stdout
-    assert "keys/signing.pem" in file_digests(OAUTH_DIR)
+    assert "keys/signing.pem" in oauth_digests()
     assert serving()

@@ -4,6 +4,7 @@ way in that a review found, tried on the sandbox (real sshd, sudo, Docker, git).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import time
@@ -11,6 +12,7 @@ import uuid
 
 import pytest
 
+from .conftest import running
 from .support import APP_DIR, LOOPCTL_HOME, NASBOT_ENV, inv, lock_is_free, serving, sh
 
 
@@ -153,3 +155,92 @@ def test_an_old_home_in_the_checkout_is_moved_once(deployed):
     assert record in sh(f"cat {LOOPCTL_HOME}/state/audit.jsonl").stdout
     assert sh(f"cat {LOOPCTL_HOME}/state/backups/oauth-20261120T100000Z/keys/signing.pem").stdout == "key\n"
     assert "moved" not in inv("setup").stdout
+
+
+# --- what the app can plant in the checkout it writes -----------------------------------------
+
+EXEC_VAULT = "/volume1/LOOP_CLevel/vault/loop_exec"
+
+
+def started_at(name: str) -> str:
+    return sh(f"docker inspect -f '{{{{.State.StartedAt}}}}' {name}").stdout
+
+
+def plant_fifo(color: str) -> None:
+    """A FIFO in place of .git/packed-refs, planted as the api container would (its /vault is the
+    checkout, .git included, and it runs as root); every ref is packed first, so git reads it."""
+    sh(f"sudo -u nas git -C {APP_DIR} pack-refs --all")
+    sh(f"docker exec loop-api-{color} sh -c 'cd /vault/.git && mv packed-refs p.bak && mkfifo packed-refs'")
+
+
+def remove_fifo() -> None:
+    """packed-refs back; a reader still stuck opening the FIFO (as before the fix) gets an end of file."""
+    git = f"{APP_DIR}/.git"
+    sh(f"if [ -p {git}/packed-refs ]; then mv {git}/packed-refs {git}/fifo.tmp && mv {git}/p.bak {git}/packed-refs "
+       f"&& : <>{git}/fifo.tmp; rm -f {git}/fifo.tmp; fi")
+
+
+def test_a_fifo_in_the_checkouts_git_fails_the_deploy_in_time_frees_the_lock_and_status_answers(deployed):
+    from .support import commit_change
+
+    color, _ = serving()
+    # A commit the NAS checkout has and root's mirror not yet: the deploy must fetch it.
+    commit = commit_change(f"fifo-{time.time()}")
+    synced = inv("local-sync")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    plant_fifo(color)
+    try:
+        started = time.monotonic()
+        result = inv("rebuild", "--no-sync", timeout=150)
+        took = time.monotonic() - started
+        assert result.returncode != 0, result.stdout + result.stderr
+        assert took < 30 + 20, f"the deploy took {took:.0f}s; the fetch is bounded at 30s"
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert f"reading the app checkout {APP_DIR} took longer than 30s" in result.stderr, result.stderr
+        assert "blocks reads" in result.stderr
+        assert lock_is_free(), "a reader stuck in the checkout holds the deploy lock"
+
+        started = time.monotonic()
+        status = inv("status", timeout=60)
+        assert time.monotonic() - started < 10 + 10, "status waited on the checkout beyond its 10s bound"
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "checkout   unknown (its .git blocks reads: see PROBLEM)" in status.stdout, status.stdout
+        assert re.search(rf"^PROBLEM .+ in the NAS checkout {APP_DIR} took longer than 10s .+ blocks reads",
+                         status.stdout, re.MULTILINE), status.stdout
+        report = json.loads(inv("status", "--json", timeout=60).stdout)
+        assert report["checkout_commit"] is None
+        assert any("blocks reads" in problem for problem in report["problems"]), report["problems"]
+
+        # local-sync, as the SSH user: refused in its bound too, before anything is pushed.
+        started = time.monotonic()
+        refused = inv("local-sync", timeout=120)
+        assert time.monotonic() - started < 2 * 10 + 15
+        assert refused.returncode == 7 and "blocks reads" in refused.stderr, refused.stdout + refused.stderr
+        assert refused.stderr.count("\n") == 1
+    finally:
+        remove_fifo()
+    # Nothing was wedged: the same deploy goes through once the FIFO is gone.
+    assert lock_is_free()
+    result = inv("rebuild", "--no-sync", env={"DEPLOY_VERIFY_SECONDS": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert serving()[1] == commit
+
+
+def test_restart_refuses_a_mount_source_turned_into_a_link_and_leaves_the_container_alone(deployed):
+    color, commit = serving()
+    name = f"loop-api-{color}"
+    release = sh(f"cat {LOOPCTL_HOME}/releases/{commit}/release.env").stdout
+    assert EXEC_VAULT in re.search(r"^BIND_SOURCES=(.*)$", release, re.MULTILINE).group(1).split(",")
+    before = started_at(name)
+    sh(f"mv {EXEC_VAULT} {EXEC_VAULT}.real && ln -s loop_exec.real {EXEC_VAULT}")
+    try:
+        result = inv("restart")
+        assert result.returncode == 7, result.stdout + result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert f"the mount source {EXEC_VAULT} goes through a symbolic link" in result.stderr, result.stderr
+        assert started_at(name) == before
+        assert running(name)
+    finally:
+        sh(f"if [ -L {EXEC_VAULT} ]; then rm {EXEC_VAULT} && mv {EXEC_VAULT}.real {EXEC_VAULT}; fi")
+    assert lock_is_free()
+    assert serving() == (color, commit)

@@ -144,10 +144,10 @@ def test_docker_is_only_at_the_synology_path_and_the_tool_uses_it(deployed):
     probe = sh(f"ssh -i {RIG_STATE}/id_ed25519 -o UserKnownHostsFile={RIG_STATE}/known_hosts -p 2222 "
                "nas@127.0.0.1 'docker ps'", check=False)
     assert probe.returncode == 127
-    result = inv("--dry", "restart")
+    result = inv("--dry", "stop")
     assert result.returncode == 0, result.stderr
     assert re.search(r"sudo --stdin '--prompt=\[loopctl <random>\] sudo password:' -- "
-                     r"/var/packages/ContainerManager/target/usr/bin/docker restart loop-api-(blue|green)",
+                     r"/var/packages/ContainerManager/target/usr/bin/docker stop loop-api-(blue|green)",
                      result.stdout), result.stdout
 
 
@@ -181,13 +181,14 @@ def test_dry_run_changes_nothing_and_records_nothing(deployed, verb):
     before = started_at()
     result = inv("--dry", verb)
     assert result.returncode == 0, result.stderr
-    assert f"docker {verb} loop-api-" in result.stdout
+    shown = {"restart": f"{LOOPCTL_HOME}/scripts/detach.sh restart --performer ", "stop": "docker stop loop-api-"}
+    assert shown[verb] in result.stdout, result.stdout
     assert started_at() == before
     assert sh(f"cat {LOOPCTL_HOME}/state/audit.jsonl").stdout == audit_before
 
 
 def test_a_failing_remote_command_is_one_line_with_the_tail_of_its_stderr(deployed):
-    result = inv("restart", env={"NAS_DOCKER": "/volume1/no/docker"})
+    result = inv("stop", env={"NAS_DOCKER": "/volume1/no/docker"})
     assert result.returncode == 6
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "`/volume1/no/docker restart loop-api-" in result.stderr and "command not found" in result.stderr
+    assert "`/volume1/no/docker stop loop-api-" in result.stderr and "command not found" in result.stderr

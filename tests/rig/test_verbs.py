@@ -4,12 +4,15 @@ config, audit."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import subprocess
 import time
 
 from .conftest import running
-from .support import LOOPCTL_HOME, RIG_STATE, inv, inv_process, read_until, serving, sh, sudo_password
+from .support import (LOCKFILE, LOOPCTL_HOME, RIG_STATE, inv, inv_process, lock_is_free, read_until, serving, sh,
+                      sudo_password)
 
 
 def test_status_table_and_json(deployed):
@@ -80,14 +83,21 @@ def test_logs_follow_streams_and_ctrl_c_ends_it_cleanly_on_both_sides(deployed):
         time.sleep(0.2)
 
 
+def started_at(name: str) -> str:
+    return sh(f"docker inspect -f '{{{{.State.StartedAt}}}}' {name}").stdout
+
+
 def test_restart_waits_for_healthy_and_leaves_an_audit_record(deployed):
     color, commit = serving()
-    before = sh(f"docker inspect -f '{{{{.State.StartedAt}}}}' loop-api-{color}").stdout
+    before = started_at(f"loop-api-{color}")
     result = inv("restart")
     assert result.returncode == 0, result.stderr
+    # Through the NAS script, detached as every change, with its run log.
+    assert re.search(r"restart runs on the NAS as \S+-restart-\d+ ", result.stdout), result.stdout
     assert f"restarting loop-api-{color}" in result.stdout
     assert f"loop-api-{color}: healthy" in result.stdout
-    assert sh(f"docker inspect -f '{{{{.State.StartedAt}}}}' loop-api-{color}").stdout != before
+    assert started_at(f"loop-api-{color}") != before
+    assert sh(f"docker inspect -f '{{{{.State.Health.Status}}}}' loop-api-{color}").stdout.strip() == "healthy"
     assert serving() == (color, commit)
 
     nas_record = json.loads(sh(f"tail -n 1 {LOOPCTL_HOME}/state/audit.jsonl").stdout)
@@ -99,6 +109,42 @@ def test_restart_waits_for_healthy_and_leaves_an_audit_record(deployed):
 
     shown = inv("audit", "--lines", "1")
     assert "restart" in shown.stdout and "ok" in shown.stdout
+
+
+def test_restart_is_refused_while_a_change_holds_the_lock(deployed):
+    color, _ = serving()
+    before = started_at(f"loop-api-{color}")
+    # Its own session, so killing it ends the sleep that inherits the lock too.
+    holder = subprocess.Popen(["flock", LOCKFILE, "sleep", "120"], start_new_session=True)
+    try:
+        deadline = time.time() + 10
+        while lock_is_free():
+            assert time.time() < deadline, "the test could not take the lock"
+            time.sleep(0.1)
+        result = inv("restart")
+        assert result.returncode == 7, result.stdout + result.stderr
+        assert "a deploy is already running" in result.stderr and result.stderr.count("\n") == 1
+        # The script's own lock, for a restart that slipped past the preflight check.
+        direct = sh(f"{LOOPCTL_HOME}/scripts/detach.sh restart --health-timeout 30", check=False)
+        assert direct.returncode == 75, direct.stdout + direct.stderr
+        assert "ERROR: refused: " in direct.stdout
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert started_at(f"loop-api-{color}") == before
+
+
+def test_restart_repairs_a_change_cut_short_first(deployed):
+    """The journal a killed change left (here a rebuild-all killed before its backup, which had
+    changed nothing) is dealt with before the restart, as a deploy would."""
+    sh(f"printf 'op=rebuild-all\\nstep=backup\\n' > {LOOPCTL_HOME}/state/journal")
+    try:
+        result = inv("restart")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "the last rebuild-all was cut short at step 'backup'" in result.stderr + result.stdout
+        assert sh(f"test -e {LOOPCTL_HOME}/state/journal", check=False).returncode != 0
+    finally:
+        sh(f"rm -f {LOOPCTL_HOME}/state/journal")
 
 
 def test_stop_says_how_to_come_back_and_restart_brings_it_back(deployed):

@@ -16,7 +16,6 @@ D = "/var/packages/ContainerManager/target/usr/bin/docker"
 
 
 def test_docker_commands_use_the_configured_binary(settings):
-    assert commands.restart(settings, "loop-api-blue") == [D, "restart", "loop-api-blue"]
     assert commands.stop(settings, "loop-api-green") == [D, "stop", "loop-api-green"]
     assert commands.logs(settings, "loop-api-blue", 50) == [D, "logs", "--tail", "50", "loop-api-blue"]
     assert commands.logs(settings, "loop-auth", 10, since="10m", follow=True) == [
@@ -40,6 +39,13 @@ def test_nas_paths_and_scripts(settings):
         commands.detach(settings, "rm", [])
 
 
+def test_restart_runs_the_restart_script_detached_with_the_performer_and_the_health_bound(settings):
+    H = "/volume1/@loopctl"
+    assert commands.restart(settings, "Ann <ann@example.com>", 120) == [
+        f"{H}/scripts/detach.sh", "restart", "--performer", "Ann <ann@example.com>", "--health-timeout", "120"]
+    assert commands.RESTART_SCRIPT in commands.CHANGE_SCRIPTS
+
+
 def test_git_commands(settings):
     assert commands.dirty_files("/w") == ["git", "-C", "/w", "status", "--porcelain", "--untracked-files=no"]
     assert commands.push("/w", "origin", "main") == [
@@ -47,12 +53,18 @@ def test_git_commands(settings):
     safe = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.sshCommand=ssh",
             "-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "core.pager=cat",
             "-c", "maintenance.auto=false", "-c", "gc.auto=0"]
+    # Every git in the NAS checkout is bounded: the app can put a FIFO in its .git.
+    fetch_bound, read_bound = ["timeout", "--kill-after=5", "30"], ["timeout", "--kill-after=5", "10"]
     assert commands.fetch("/volume1/app", "origin", "main") == [
-        "git", *safe, "-C", "/volume1/app", "fetch", "--quiet", "--upload-pack=git-upload-pack", "origin", "+refs/heads/main:refs/remotes/origin/main"]
+        *fetch_bound, "git", *safe, "-C", "/volume1/app", "fetch", "--quiet", "--upload-pack=git-upload-pack", "origin",
+        "+refs/heads/main:refs/remotes/origin/main"]
     assert commands.fast_forward("/volume1/app", "origin", "main") == [
-        "git", *safe, "-C", "/volume1/app", "merge", "--ff-only", "origin/main"]
+        *fetch_bound, "git", *safe, "-C", "/volume1/app", "merge", "--ff-only", "origin/main"]
+    assert commands.nas_head("/volume1/app") == [*read_bound, "git", *safe, "-C", "/volume1/app", "rev-parse", "HEAD"]
+    assert commands.nas_current_branch("/volume1/app") == [
+        *read_bound, "git", *safe, "-C", "/volume1/app", "symbolic-ref", "--quiet", "--short", "HEAD"]
     assert commands.checkout_config("/volume1/app") == [
-        "git", "-C", "/volume1/app", "config", "--local", "--list", "--name-only"]
+        *read_bound, "git", "-C", "/volume1/app", "config", "--local", "--list", "--name-only"]
 
 
 def test_sudo_wrapping_puts_the_password_nowhere_in_the_line(settings):

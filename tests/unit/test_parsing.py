@@ -44,6 +44,25 @@ def test_the_lock_fact_and_the_checkout_config_allow_list(tmp_path):
         "core.fsmonitor", "filter.x.smudge", "include.path"]
 
 
+
+def test_a_checkout_read_that_ran_out_of_time_is_unreadable_not_empty(tmp_path):
+    import pytest
+
+    from loopctl.errors import CheckoutUnreadable, Refused
+
+    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "NAS_APP_DIR": "/volume1/app"})
+    assert facts.CHECKOUT_COMMIT.parse(Output("ab" * 20 + "\n", "", 0), settings) == "ab" * 20
+    assert facts.CHECKOUT_COMMIT.parse(Output("", "fatal: not a git repository", 128), settings) == ""
+    for fact in (facts.CHECKOUT_COMMIT, facts.CHECKOUT_BRANCH, facts.CHECKOUT_CONFIG):
+        for status in (124, 137):  # GNU timeout's: the bound ran out (137: killed after --kill-after)
+            assert status in fact.ok
+            with pytest.raises(CheckoutUnreadable) as raised:
+                fact.parse(Output("", "", status), settings)
+            assert isinstance(raised.value, Refused)
+            assert "in the NAS checkout /volume1/app took longer than 10s" in str(raised.value)
+            assert "blocks reads" in str(raised.value)
+
+
 def test_uptime():
     now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
     assert stack.uptime("2026-11-25T11:55:50.5Z", now) == "4m 9s"

@@ -1,6 +1,6 @@
-"""A release's stack definition, from the real `config` output of Compose v1 and v2 for the
-example app (tests/unit/data, made on the sandbox with `docker-compose config` and
-`docker compose config` in the checkout), and each kind of bad input as one line."""
+"""A release's stack definition, from the real output of prepare.sh under Compose v1 and v2 for
+the example app (tests/unit/data: `config` and `config --no-interpolate` with the commit's
+export as the project folder, made on the sandbox), and each kind of bad input as one line."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from loopctl.errors import ConfigError
 DATA = Path(__file__).parent / "data"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 APP = "/volume1/LOOP_CORE/vault/LOOP"
+EXPORT = "/volume1/@loopctl/build/src/LOOP"
 
 
 @pytest.fixture
@@ -23,8 +24,23 @@ def settings(tmp_path):
     return settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
 
 
-def prepared(resolved: str, major: int, raw: str | None = None) -> stackdef.Prepared:
-    return stackdef.Prepared(major, raw if raw is not None else (DATA / "example-raw.yml").read_text(), resolved)
+def prepared(resolved: str, major: int, raw: str | None = None, literal: str | None = None) -> stackdef.Prepared:
+    return stackdef.Prepared(major, raw if raw is not None else (DATA / "example-raw.yml").read_text(), resolved,
+                             literal if literal is not None else (DATA / f"example-v{major}-literal.yml").read_text())
+
+
+def in_checkout(volumes: list) -> list:
+    """The app's mounts as the stack has them: against the checkout, the OAuth folder a volume."""
+    out = []
+    for entry in volumes:
+        mount = stackdef.parse_mount(entry)
+        if mount.source == f"{EXPORT}/api/oauth":
+            out.append(f"loopctl-oauth:{mount.target}{':ro' if mount.read_only else ''}")
+        elif isinstance(entry, dict):
+            out.append({**entry, "source": entry["source"].replace(EXPORT, APP, 1)})
+        else:
+            out.append(entry.replace(EXPORT, APP, 1))
+    return out
 
 
 @pytest.mark.parametrize("major", [1, 2])
@@ -39,30 +55,34 @@ def test_colors_are_the_api_with_only_names_ports_and_loopctls_additions_changed
         assert copy["container_name"] == f"loop-api-{color}"
         assert copy["image"] == "loop-api:0123456789ab"
         assert "ports" not in copy
-        assert copy["volumes"] == api["volumes"]
+        assert copy["volumes"] == in_checkout(api["volumes"])
         assert copy["healthcheck"] == api["healthcheck"]
         assert copy["environment"] == {**api["environment"], "LOOPCTL_COLOR": color, "LOOPCTL_COMMIT": "0123456789ab"}
-        assert copy["build"]["context"] == "/volume1/@loopctl/build/src"
+        assert copy["build"]["context"] == EXPORT
         assert copy["build"]["args"] == api["build"]["args"]
         untouched = {k: v for k, v in copy.items()
-                     if k not in ("container_name", "image", "environment", "build", "labels")}
+                     if k not in ("container_name", "image", "environment", "build", "labels", "volumes")}
         assert untouched == {k: v for k, v in api.items()
-                             if k not in ("container_name", "image", "environment", "build", "ports", "labels")}
+                             if k not in ("container_name", "image", "environment", "build", "ports", "labels",
+                                          "volumes")}
     auth = yaml.safe_load(resolved)["services"]["loop-auth"]
-    assert services["loop-auth"] == {**auth, "build": {**auth["build"], "context": "/volume1/@loopctl/build/src"}}
+    assert services["loop-auth"] == {**auth, "volumes": ["loopctl-oauth:/app/api/oauth"]}
     assert services["proxy"]["ports"] == ["127.0.0.1:8082:8082"]
     assert services["proxy"]["volumes"] == ["/volume1/@loopctl/deploy/nginx:/etc/loop-nginx:ro",
                                            "/volume1/@loopctl/state/nginx:/etc/loop-live:ro"]
     assert release.stack["networks"] == {"default": {"name": "loop_default", "external": True}}
+    assert release.stack["volumes"] == {"loopctl-oauth": {"name": "loop-oauth", "external": True}}
     assert release.fields == {
         "COMMIT": COMMIT, "SHORT": "0123456789ab", "PROJECT": "loop", "API_SERVICE": "loop-api",
         "API_REPO": "loop-api", "CONTAINER_PORT": "8081", "PROXY_BIND": "127.0.0.1", "PROXY_PORT": "8082",
         "PROXY_IMAGE": "nginx:1.27-alpine", "HEALTH_PATH": "/health", "PUBLIC_HOST": "", "AUX_SERVICES": "loop-auth",
-        "BUILD_SERVICES": "loop-auth", "OAUTH_DIR": f"{APP}/api/oauth", "NETWORKS": "loop_default", "VOLUMES": "",
+        "BUILD_SERVICES": "loop-auth", "OAUTH_VOLUME": "loop-oauth", "OAUTH_FROM": f"{APP}/api/oauth",
+        "NETWORKS": "loop_default", "VOLUMES": "loop-oauth",
         "BIND_SOURCES": f"/volume1/@loopctl/deploy/nginx,/volume1/@loopctl/state/nginx,/volume1/LOOP_CLevel/vault/"
-                        f"loop_exec,{APP},{APP}/api/oauth",
+                        f"loop_exec,{APP}",
     }
-    assert release.notes == []
+    assert release.notes == [f"OAuth state (/app/api/oauth) in the volume loop-oauth, moved from {APP}/api/oauth "
+                             f"(the api can replace a folder of the checkout with a link)"]
 
 
 def test_v1_and_v2_give_the_same_stack(settings):
@@ -79,7 +99,7 @@ def test_a_missing_healthcheck_is_supplied_and_said(settings):
     check = release.stack["services"]["loop-api-blue"]["healthcheck"]
     assert check["test"][0] == "CMD-SHELL" and "http://127.0.0.1:8081/health" in check["test"][1]
     assert check["interval"] == "1s"
-    assert release.notes == ["loop-api defines no healthcheck: loopctl checks HTTP /health on port 8081 every second"]
+    assert release.notes[0] == "loop-api defines no healthcheck: loopctl checks HTTP /health on port 8081 every second"
 
 
 @pytest.mark.parametrize("major", [1, 2])
@@ -120,8 +140,16 @@ def edited(change) -> str:
                                                    "target": "/s"}),
      "service loop-auth mounts /var/run/docker.sock: refused (root on the NAS from the container)"),
     (lambda sv: sv["loop-auth"]["build"].update(context="/srv/elsewhere"),
-     "service loop-auth builds from /srv/elsewhere, outside the checkout /volume1/LOOP_CORE/vault/LOOP: loopctl "
-     "builds from the deployed commit's files only"),
+     "service loop-auth builds from /srv/elsewhere, outside the commit's files: loopctl builds from the deployed "
+     "commit only"),
+    (lambda sv: sv["loop-auth"]["build"].update(context=APP),
+     f"service loop-auth builds from {APP}, outside the commit's files: loopctl builds from the deployed commit only"),
+    # Inside the checkout the api writes: it could make the folder a link to / before a restart.
+    (lambda sv: sv["loop-auth"]["volumes"].append({"type": "bind", "source": f"{EXPORT}/config", "target": "/c",
+                                                   "read_only": True}),
+     f"service loop-auth mounts {APP}/config, inside {APP}, which loop-api-blue writes: that container could "
+     f"replace it with a link, which Docker follows at every start; mount a named volume there, or a folder "
+     f"outside {APP}"),
 ])
 def test_bad_compose_input_is_one_line(settings, change, message):
     with pytest.raises(ConfigError) as error:
@@ -129,19 +157,35 @@ def test_bad_compose_input_is_one_line(settings, change, message):
     assert str(error.value) == message
 
 
+@pytest.mark.parametrize("major", [1, 2])
 @pytest.mark.parametrize("literal, variable, field", [
-    ("./api/oauth:/app/api/oauth:rw", "${OAUTH}:/app/api/oauth:rw", "volumes"),
+    ("/volume1/LOOP_CLevel/vault/loop_exec", "${EXEC}", "volumes"),
     ("BASE_IMAGE: loop-rig-base:bookworm", "BASE_IMAGE: ${BASE}", "build"),
-    ('"127.0.0.1:8082:8081"', '"${BIND}:8082:8081"', "ports"),
+    ("host_ip: 127.0.0.1", "host_ip: ${BIND}", "ports"),
 ])
-def test_host_settings_and_what_is_built_from_variables_are_refused(settings, literal, variable, field):
-    raw = (DATA / "example-raw.yml").read_text().replace(literal, variable, 1)
-    assert raw != (DATA / "example-raw.yml").read_text()
+def test_host_settings_and_what_is_built_from_variables_are_refused(settings, major, literal, variable, field):
+    """Read on Compose's model without variables substituted: whatever committed file (included,
+    extended) wrote it, a `${VAR}` there is the checkout's .env's to decide."""
+    if major == 1 and field == "ports":
+        literal, variable = "127.0.0.1:8082:8081", "${BIND}:8082:8081"
+    text = (DATA / f"example-v{major}-literal.yml").read_text()
+    assert literal in text
     with pytest.raises(ConfigError) as error:
-        stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2, raw), settings, COMMIT)
+        stackdef.build_release(prepared((DATA / f"example-v{major}.yml").read_text(), major,
+                                        literal=text.replace(literal, variable, 1)), settings, COMMIT)
     assert str(error.value).startswith(f"docker-compose.yml: service loop-api: `{field}` takes a value from a variable")
     # The environment is the container's own business: variables there are fine.
-    assert "${PUBLIC_URL" in (DATA / "example-raw.yml").read_text()
+    assert "${PUBLIC_URL" in text
+
+
+@pytest.mark.parametrize("section", ["secrets", "configs"])
+def test_files_read_at_start_are_refused(settings, section):
+    model = yaml.safe_load((DATA / "example-v2.yml").read_text())
+    model[section] = {"token": {"file": f"{EXPORT}/token.txt"}}
+    with pytest.raises(ConfigError) as error:
+        stackdef.build_release(prepared(yaml.safe_dump(model), 2), settings, COMMIT)
+    assert str(error.value) == (f"{section} token is read from a file ({EXPORT}/token.txt): loopctl releases do not "
+                                f"keep files; use `environment:` or a variable instead")
 
 
 def test_invalid_yaml_and_prepare_output(settings):
@@ -151,8 +195,11 @@ def test_invalid_yaml_and_prepare_output(settings):
         stackdef.build_release(prepared("{}", 2), settings, COMMIT)
     with pytest.raises(ConfigError, match="printed no resolved compose model"):
         stackdef.parse_prepared("compose: 2\n")
-    text = f"compose: 1\nraw: {base64.b64encode(b'a').decode()}\nresolved: {base64.b64encode(b'b').decode()}\n"
-    assert stackdef.parse_prepared(text) == stackdef.Prepared(1, "a", "b")
+    with pytest.raises(ConfigError, match="printed no resolved compose model"):  # an older prepare.sh
+        stackdef.parse_prepared(f"compose: 1\nraw: {base64.b64encode(b'a').decode()}\nresolved: eA==\n")
+    text = f"compose: 1\nraw: {base64.b64encode(b'a').decode()}\nresolved: {base64.b64encode(b'b').decode()}\n" \
+           f"literal: {base64.b64encode(b'c').decode()}\n"
+    assert stackdef.parse_prepared(text) == stackdef.Prepared(1, "a", "b", "c")
 
 
 def test_port_and_mount_syntaxes():
