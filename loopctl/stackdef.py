@@ -43,8 +43,10 @@ HOST_FIELDS = ("volumes", "devices", "privileged", "cap_add", "security_opt", "n
                "env_file", "sysctls", "ports", "image", "build", "group_add", "gpus", "isolation", "extends")
 # The stack's key for the volume the OAuth state lives in; its name is `<project>-oauth`.
 OAUTH_VOLUME_KEY = "loopctl-oauth"
-# Mount sources no service may have, whatever the app says.
-FORBIDDEN_SOURCES = ("/", "/var/run/docker.sock", "/run/docker.sock")
+# What no mount may reach, whatever the app says: the Docker socket (root on the NAS) and
+# Docker's own data (every container's and volume's files, Synology's included), from any
+# folder above them too.
+FORBIDDEN_SOURCES = ("/var/run/docker.sock", "/run/docker.sock", "/var/lib/docker", "/volume1/@docker")
 SAFE_VALUE = re.compile(r"[A-Za-z0-9_./:@,+-]*")
 
 
@@ -190,11 +192,12 @@ def check_mounts(name: str, service: dict[str, Any], loopctl_dir: str) -> None:
         mount = parse_mount(entry)
         if mount.kind != "bind":
             continue
-        if mount.source in FORBIDDEN_SOURCES:
-            raise ConfigError(f"service {name} mounts {mount.source}: refused (root on the NAS from the container)")
         if within(loopctl_dir, mount.source) or within(mount.source, loopctl_dir):
             raise ConfigError(f"service {name} mounts {mount.source}, which holds the loopctl home {loopctl_dir}: "
                               f"refused (a container must not reach what root runs)")
+        if mount.source == "/" or any(within(forbidden, mount.source) or within(mount.source, forbidden)
+                                      for forbidden in FORBIDDEN_SOURCES):
+            raise ConfigError(f"service {name} mounts {mount.source}: refused (root on the NAS from the container)")
 
 
 def published_ports(services: dict[str, Any]) -> dict[str, list[Port]]:
@@ -287,6 +290,16 @@ def refuse_nested_binds(services: dict[str, Any]) -> None:
                                   f"every start; mount a named volume there, or a folder outside {outer.source}")
 
 
+def refuse_bind_volumes(model: dict[str, Any]) -> None:
+    """A named volume with the local driver's bind options is a bind mount Docker makes at every
+    start, following links like any other: none is taken (a plain volume or a bind instead)."""
+    for name, spec in (model.get("volumes") or {}).items():
+        options = (spec or {}).get("driver_opts") or {}
+        if options.get("device") or "bind" in str(options.get("o", "")).split(","):
+            raise ConfigError(f"volume {name} binds a folder through driver_opts ({options.get('device', '?')}): "
+                              f"Docker follows links there at every start; mount the folder as a bind instead")
+
+
 def refuse_file_objects(model: dict[str, Any]) -> None:
     """File secrets and configs are read when a container starts, from the export of whichever
     commit was built last: a rollback would get the newest commit's files."""
@@ -340,6 +353,7 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
     literal_host_fields(load_yaml(prepared.literal, f"{compose_file} (as committed)"), compose_file)
     model = load_yaml(prepared.resolved, f"{compose_file} (resolved)")
     refuse_file_objects(model)
+    refuse_bind_volumes(model)
     # Both Composes' `config` write a literal `$` as `$$`: back to the values the containers get
     # (escaped again, once, when the stack file is written).
     model = unescape_dollars(model)
@@ -452,7 +466,10 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
     stack: dict[str, Any] = {"services": stack_services}
     networks = external_objects(model, "networks", used_networks, project)
     volumes = external_objects(model, "volumes", used_volumes, project)
+    shared_volumes = ",".join(v["name"] for v in volumes.values())
     if oauth_from:
+        # Not among the shared volumes the scripts make when missing: only the move of the state
+        # makes it (lib-oauth.sh), so a lost one is said, never replaced by an empty one.
         volumes[OAUTH_VOLUME_KEY] = {"name": f"{project}-oauth", "external": True}
     if networks:
         stack["networks"] = networks
@@ -482,7 +499,7 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         "AUX_SERVICES": ",".join(aux), "BUILD_SERVICES": ",".join(builds),
         "OAUTH_VOLUME": oauth_volume, "OAUTH_FROM": oauth_from,
         "NETWORKS": ",".join(v["name"] for v in networks.values()),
-        "VOLUMES": ",".join(v["name"] for v in volumes.values()),
+        "VOLUMES": shared_volumes,
         "BIND_SOURCES": ",".join(binds),
     }
     for key, value in fields.items():

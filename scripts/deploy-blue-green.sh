@@ -10,7 +10,7 @@
 set -Eeuo pipefail
 
 # shellcheck source=lib-change.sh
-. "$(dirname "$0")/lib-change.sh"
+. "${BASH_SOURCE%/*}/lib-change.sh"
 
 VERIFY_SECONDS=$DEPLOY_VERIFY_SECONDS
 
@@ -104,9 +104,14 @@ main() {
   step "built $API_REPO:$short in $(elapsed "$t0" "$t_built")"
 
   ensure_shared_objects
-  # The OAuth state into the release's volume: the first time, and whenever the app's own
-  # container served until now (its folder then holds what is current).
-  if [[ $live == app ]]; then move_oauth_in always; else move_oauth_in first; fi
+  # The OAuth state into the release's volume: the first time, and whenever what served until
+  # now mounts the app's folder (the app's own container, or a color an older loopctl made):
+  # that folder holds what is current.
+  if [[ $live == app ]] || { [[ -n $live ]] && keeps_oauth_in_checkout "$(container "$live")"; }; then
+    move_oauth_in always
+  else
+    move_oauth_in first
+  fi
   if [[ -n $AUX_SERVICES ]]; then
     # Compose recreates them only if their definition or image changed.
     # shellcheck disable=SC2086  # a comma list made words

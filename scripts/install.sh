@@ -23,7 +23,7 @@ USAGE
 # installed rather than the upload folder this runs from (see lib.sh).
 LOOPCTL_INSTALL_HOME=${1%/}
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "${BASH_SOURCE%/*}/lib.sh"
 
 [[ ${1:-} != --help ]] || { usage; exit 0; }
 [[ $# -eq 2 && $1 == /?* && $2 == /?* ]] || usage_error
@@ -61,7 +61,8 @@ umask 022
 # alone. Each removed entry is named.
 repair_backups() {
   local backups=$dest/$BACKUPS_DIR entry removed=0
-  [[ -d $backups && ! -L $backups && ! -L $dest/$STATE_DIR ]] || return 0
+  # Only a backups folder nobody else could have swapped for a link since.
+  [[ -d $backups && -z $(unsafe_path "$backups") ]] || return 0
   [[ -n $(find "$backups" -mindepth 1 \( ! -type f ! -type d -o ! -user 0 -o ! -group 0 -o -perm /022 \) -print -quit) ]] || return 0
   while IFS= read -r -d '' entry; do
     echo "==> removed $(printable "${entry#"$dest/"}") from the backups: $(stat -c %F "$entry"), not state"

@@ -5,9 +5,9 @@
 # itself. Sourced, never run; facts.sh and prepare.sh, which change nothing, do without it.
 
 # shellcheck source=lib-deploy.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib-deploy.sh"
+. "${BASH_SOURCE[0]%/*}/lib-deploy.sh"
 # shellcheck source=lib-oauth.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib-oauth.sh"
+. "${BASH_SOURCE[0]%/*}/lib-oauth.sh"
 
 # --- flags ---------------------------------------------------------------------------------
 
@@ -82,11 +82,16 @@ give_port_to_app() {
   mapfile -t sources < <(docker inspect -f '{{range .Mounts}}{{if eq .Type "bind"}}{{.Source}}{{"\n"}}{{end}}{{end}}' "$LEGACY_CONTAINER" | grep .)
   # Its compose mounts folders the running colors write (the checkout): they are paused while the
   # sources are checked and Docker mounts them, so what is mounted is what was checked.
+  local rc=0
   for source in ${sources[@]+"${sources[@]}"}; do pause_writers "$source"; done
-  check_bind_sources ${sources[@]+"${sources[@]}"}
+  if ! (check_bind_sources ${sources[@]+"${sources[@]}"}); then
+    resume_writers
+    exit "$EXIT_REFUSED"
+  fi
   docker stop -t 5 "$PROXY_CONTAINER" >/dev/null 2>&1 || true
-  docker start "$LEGACY_CONTAINER" >/dev/null
+  docker start "$LEGACY_CONTAINER" >/dev/null || rc=$?
   resume_writers
+  return "$rc"
 }
 
 # bring_up created|started: the change is about to create the target's container (or start a
@@ -202,7 +207,7 @@ recover_change() {
       [[ -n $commit ]] || commit=$(color_commit "$live")
       if [[ -n $commit ]] && (load_release "$commit") >/dev/null 2>&1; then load_release "$commit"; fi
       proxy_host
-      [[ $live != app ]] || LEGACY_CONTAINER=$(app_container any)
+      [[ $live != app && $target != app ]] || LEGACY_CONTAINER=$(app_container any)
       if [[ $at == committed ]]; then
         recover_bookkeeping "$op" "$commit"
       else

@@ -12,9 +12,12 @@
 #
 # Root never opens what a container wrote: every read and write of container-writable state
 # happens inside a throwaway container (links resolve inside it, device nodes cannot be
-# opened, a FIFO blocks only it and its time bound ends it), with the writers of a folder
-# paused while its path is checked and mounted. Copies travel as tar archives, bounded in size
-# and checked entry by entry: only folders and regular files pass.
+# opened, a FIFO blocks only it and its time bound ends it). A folder inside the checkout is
+# reached from the checkout itself, which no container can replace (it is their mount point):
+# the throwaway mounts the checkout and enters the folder refusing any link on the way, so what
+# it reads or writes is that folder whatever a container did to its path. Writers are paused
+# for a copy, so it is consistent. Copies travel as tar archives, bounded in size and checked
+# entry by entry: only folders and regular files pass.
 
 # Plenty for keys and a token database; a folder grown past it is refused, never copied half.
 readonly STATE_MAX_BYTES=$((256 * 1024 * 1024))
@@ -23,6 +26,10 @@ OAUTH_MOVED=$LOOPCTL_HOME/$OAUTH_MOVED_FILE
 readonly OAUTH_MOVED
 # Containers paused by pause_writers, unpaused by resume_writers (and by the exit trap).
 PAUSED=()
+
+# The sha256sum lines of every regular file under the working folder, sorted by name: the one
+# form both a backup's SHA256SUMS and the checks of a copy use.
+readonly SUMS='find . -type f ! -path ./SHA256SUMS -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum'
 
 # throwaway IMAGE MOUNT... -- SCRIPT [ARGS...]: `sh -c SCRIPT` in a container of IMAGE that has
 # only those mounts: no network, no capability beyond owning files, no privilege gain, a time
@@ -47,21 +54,39 @@ throwaway() {
 # instant, and requests wait instead of failing. The journal keeps them (recover_change resumes
 # them after a kill).
 pause_writers() {
-  local ids id
+  local ids id left
   ids=$(docker ps -q)
   [[ -n $ids ]] || return 0
   # shellcheck disable=SC2086  # one id per word
-  for id in $(docker inspect --format '{{.Id}}{{range .Mounts}}{{"\t"}}{{.Source}}{{"\x1f"}}{{.RW}}{{"\x1f"}}{{index . "Name"}}{{end}}' $ids |
-    awk -F'\t' -v path="$1" '
+  for id in $(writers_of "$1" $ids); do
+    PAUSED+=("$id")
+    journal_set paused "$(IFS=,; echo "${PAUSED[*]}")"
+    docker pause "$id" >/dev/null 2>&1 || true
+  done
+  # A writer that could not be paused (restarting, say) would run on: refused, not raced.
+  # shellcheck disable=SC2046  # one id per word
+  left=$(writers_of "$1" $(docker ps -q --filter status=running))
+  if [[ -n $left ]]; then
+    resume_writers
+    # shellcheck disable=SC2086  # one id per word
+    die "a container that writes $1 could not be paused ($(docker inspect -f '{{.Name}}' $left 2>/dev/null | tr -d / | tr '\n' ' ')): nothing copied; try again" "$EXIT_FAILED"
+  fi
+}
+
+# writers_of PATH|VOLUME ID...: those of the containers that mount the volume, or PATH, a folder
+# above it or one inside it read-write.
+writers_of() {
+  local target=$1
+  shift
+  (($#)) || return 0
+  docker inspect --format '{{.Id}}{{range .Mounts}}{{"\t"}}{{.Source}}{{"\x1f"}}{{.RW}}{{"\x1f"}}{{index . "Name"}}{{end}}' "$@" |
+    awk -F'\t' -v path="$target" '
       { for (i = 2; i <= NF; i++) {
           split($i, m, "\037")
           if (m[3] == path || (m[2] == "true" && (m[1] == path || index(path "/", m[1] "/") == 1 || index(m[1], path "/") == 1))) {
             print $1; break
           }
-        } }'); do
-    docker pause "$id" >/dev/null 2>&1 && PAUSED+=("$id")
-  done
-  ((${#PAUSED[@]} == 0)) || journal_set paused "$(IFS=,; echo "${PAUSED[*]}")"
+        } }'
 }
 
 resume_writers() {
@@ -82,11 +107,23 @@ with_paused() {
   ((status == 0)) || exit "$status"
 }
 
-# plain_folder PATH: PATH is a folder reached through no link (with its writers paused, it
-# stays so until they run again).
-plain_folder() {
-  [[ -d $1 && ! -L $1 && $(realpath -e -- "$1" 2>/dev/null) == "$1" ]]
+# folder_mount DIR: the mount and the path inside it through which a throwaway reaches DIR: the
+# checkout mounted at /c and DIR relative to it (a container can swap DIR's path, never the
+# checkout), else DIR's own folder above it. Sets FOLDER_MOUNT and FOLDER_PATH.
+folder_mount() {
+  local root=$APP_DIR
+  within_dir "$1" "$root" || root=$(dirname "$1")
+  plain_root "$root" || die "$root is not a plain folder (a link, or missing): nothing copied" "$EXIT_REFUSED"
+  FOLDER_MOUNT=$root:/c FOLDER_PATH=/c/${1#"$root"/}
 }
+
+within_dir() { [[ $1 == "$2"/* ]]; }
+plain_root() { [[ -d $1 && ! -L $1 && $(realpath -e -- "$1" 2>/dev/null) == "$1" ]]; }
+
+# The shell line a throwaway enters FOLDER_PATH with ($1: the path; creates it when asked),
+# refusing a link anywhere on the way (exit 3).
+# shellcheck disable=SC2016  # expanded by the throwaway's sh
+readonly ENTER='dir=$1; [ -z "$2" ] || mkdir -p "$dir"; cd -P "$dir" 2>/dev/null && [ "$(pwd -P)" = "$dir" ] || exit 3'
 
 # --- archives ---------------------------------------------------------------------------------
 
@@ -103,12 +140,13 @@ archive_problem() {
 # bounded_archive WHAT OUT COMMAND...: COMMAND's stdout (a tar) into OUT, at most
 # STATE_MAX_BYTES, and only folders and regular files in it; dies with one line otherwise.
 bounded_archive() {
-  local what=$1 out=$2 problem ok=1
+  local what=$1 out=$2 problem status=0
   shift 2
-  "$@" | head -c $((STATE_MAX_BYTES + 1)) >"$out" || ok=0
+  "$@" | head -c $((STATE_MAX_BYTES + 1)) >"$out" || status=${PIPESTATUS[0]}
   (($(stat -c %s "$out") <= STATE_MAX_BYTES)) ||
     die "$what holds more than $((STATE_MAX_BYTES / 1048576)) MiB: refused, nothing copied" "$EXIT_REFUSED"
-  ((ok)) || disk_full_or_die "could not read $what (it failed or took over ${THROWAWAY_SECONDS}s): nothing copied" "$out"
+  ((status != 3)) || die "$what is not a plain folder (a link on its way, or missing): refused, nothing copied" "$EXIT_REFUSED"
+  ((status == 0)) || disk_full_or_die "could not read $what (it failed or took over ${THROWAWAY_SECONDS}s): nothing copied" "$out"
   problem=$(archive_problem "$out")
   [[ -z $problem ]] || die "$what holds $problem: refused, nothing copied (only folders and regular files are state)" "$EXIT_REFUSED"
 }
@@ -118,35 +156,34 @@ volume_archive() {
   bounded_archive "the volume $1" "$3" throwaway "$2" "$1:/from:ro" -- 'cd /from && tar -c -f - .'
 }
 
-# folder_archive DIR IMAGE OUT: a folder containers write, as a checked archive (call it with
-# the folder's writers paused: with_paused DIR folder_archive ...).
+# folder_archive DIR IMAGE OUT: a folder containers write, as a checked archive (called with its
+# writers paused, for a consistent copy: with_paused DIR folder_archive ...).
 folder_archive() {
   local dir=$1 image=$2 out=$3
-  plain_folder "$dir" || die "$dir is not a plain folder (a link, or missing): nothing copied" "$EXIT_REFUSED"
-  bounded_archive "$dir" "$out" throwaway "$image" "$dir:/from:ro" -- 'cd /from && tar -c -f - .'
+  folder_mount "$dir"
+  bounded_archive "$dir" "$out" throwaway "$image" "$FOLDER_MOUNT:ro" -- "$ENTER"' && tar -c -f - .' sh "$FOLDER_PATH" ""
 }
 
 # archive_sums TAR: sha256sum lines of the archive's regular files, sorted by name, read inside
 # a throwaway container (its names are the app's).
 archive_sums() {
-  throwaway "$2" -- 'mkdir /tmp/s && cd /tmp/s && tar -x -f - && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum' <"$1"
+  throwaway "$2" -- "mkdir /tmp/s && cd /tmp/s && tar -x -f - && $SUMS" <"$1"
 }
 
-# archive_to_backup TAR DEST: a backup root reads and writes alone: folders 700 and files 600,
-# root's, whoever owned them before; SHA256SUMS beside them.
+# archive_to_backup TAR DEST IMAGE: a backup root reads and writes alone: folders 700 and files
+# 600, root's, whoever owned them before; SHA256SUMS in it, checked against the archive.
 archive_to_backup() {
   local tar=$1 dest=$2
-  install -d -m 0700 "$(dirname "$dest")"
-  install -d -m 0700 "$dest"
   if ! (umask 077 && tar -x --no-same-owner --no-same-permissions -f "$tar" -C "$dest" 2>/dev/null); then
     rm -rf "$dest"
     disk_full_or_die "could not write the backup $dest" "$(dirname "$dest")"
   fi
   # tar keeps the archive's own mode on the top folder: root's alone again.
   chmod 0700 "$dest"
-  (cd "$dest" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum) >"$dest.SHA256SUMS"
+  (cd "$dest" && eval "$SUMS") >"$dest.SHA256SUMS"
   mv "$dest.SHA256SUMS" "$dest/SHA256SUMS"
   chmod 0600 "$dest/SHA256SUMS"
+  [[ $(cat "$dest/SHA256SUMS") == "$(archive_sums "$tar" "$3")" ]] || die "the backup in $dest does not match what was read: nothing deleted"
 }
 
 # archive_to_volume TAR VOLUME IMAGE: the volume's content replaced by the archive (owners and
@@ -156,17 +193,19 @@ archive_to_volume() {
   throwaway "$image" "$volume:/to" -- 'find /to -mindepth 1 -delete && tar -x -p -f - -C /to' <"$tar" ||
     die "could not write the OAuth state into the volume $volume"
   want=$(archive_sums "$tar" "$image")
-  got=$(throwaway "$image" "$volume:/to:ro" -- 'cd /to && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum' </dev/null)
+  got=$(throwaway "$image" "$volume:/to:ro" -- "cd /to && $SUMS" </dev/null)
   [[ $want == "$got" ]] || die "the OAuth state in the volume $volume does not match what was copied"
 }
 
-# archive_to_folder TAR DIR IMAGE: a folder containers write gets the archive's content (call
-# it with the folder's writers paused).
+# archive_to_folder TAR DIR IMAGE: a folder containers write (made if missing) gets the
+# archive's content (called with its writers paused).
 archive_to_folder() {
-  local tar=$1 dir=$2 image=$3
-  plain_folder "$dir" || die "$dir is not a plain folder (a link, or missing): the OAuth state was not copied back" "$EXIT_REFUSED"
-  throwaway "$image" "$dir:/to" -- 'find /to -mindepth 1 -delete && tar -x -p -f - -C /to' <"$tar" ||
-    die "could not copy the OAuth state back into $dir"
+  local tar=$1 dir=$2 image=$3 status=0
+  folder_mount "$dir"
+  throwaway "$image" "$FOLDER_MOUNT" -- "$ENTER"' && find . -mindepth 1 -delete && tar -x -p -f -' sh "$FOLDER_PATH" mkdir <"$tar" ||
+    status=$?
+  ((status != 3)) || die "$dir is not a plain folder (a link on its way): the OAuth state was not copied back" "$EXIT_REFUSED"
+  ((status == 0)) || die "could not copy the OAuth state back into $dir"
 }
 
 # --- the moves ----------------------------------------------------------------------------------
@@ -179,57 +218,103 @@ oauth_work() {
   mktemp -d "$BUILD/oauth-work.XXXXXX"
 }
 
-backup_path() { printf '%s/%s/oauth-%s%s' "$LOOPCTL_HOME" "$BACKUPS_DIR" "$(date -u +%Y%m%dT%H%M%SZ)" "${1:+-$1}"; }
+# backup_path [WHAT]: a new, empty backup folder (root's, 700), named by the time.
+backup_path() {
+  local name
+  name=$LOOPCTL_HOME/$BACKUPS_DIR/oauth-$(date -u +%Y%m%dT%H%M%SZ)${1:+-$1}
+  install -d -m 0700 "$LOOPCTL_HOME/$BACKUPS_DIR"
+  [[ ! -e $name ]] || name=$(mktemp -d "$name.XXXX")
+  install -d -m 0700 "$name"
+  echo "$name"
+}
 
-# volume_is_empty VOLUME IMAGE
+# volume_is_empty VOLUME IMAGE (a failure to look is a failure, never "empty")
 volume_is_empty() {
-  [[ -z $(throwaway "$2" "$1:/from:ro" -- 'ls -A /from' </dev/null) ]]
+  local listed
+  listed=$(throwaway "$2" "$1:/from:ro" -- 'ls -A /from' </dev/null) || die "could not look into the volume $1"
+  [[ -z $listed ]]
+}
+
+# backup_volume VOLUME IMAGE [WHAT]: a checked backup of the volume's content (its writers
+# paused while it is read); prints the backup's folder. An empty volume backs up nothing and
+# says so there (with WHAT, an empty volume prints nothing and leaves no folder).
+backup_volume() {
+  local volume=$1 image=$2 what=${3:-} dest work
+  if volume_is_empty "$volume" "$image"; then
+    [[ -z $what ]] || return 0
+    dest=$(backup_path)
+    echo "no OAuth keys or database in the volume $volume yet: nothing to back up" >"$dest/EMPTY"
+    echo "$dest"
+    return
+  fi
+  work=$(oauth_work)
+  with_paused "$volume" volume_archive "$volume" "$image" "$work/volume.tar"
+  dest=$(backup_path "$what")
+  archive_to_backup "$work/volume.tar" "$dest" "$image"
+  rm -rf "$work"
+  echo "$dest"
 }
 
 # move_oauth_in first|always: the loaded release keeps its OAuth state in OAUTH_VOLUME. The
-# first time (or always: when the app's own container served until now), the app's folder
-# OAUTH_FROM is backed up and copied into it; what the volume held is backed up first. The
-# folder itself is left as it was. Prints nothing when there is nothing to move.
+# first time (or always: when a container that mounts the app's folder served until now), the
+# app's folder OAUTH_FROM is backed up and copied into it; what the volume held is backed up
+# first, and the containers that mount the volume are restarted on the new files. The folder
+# itself is left as it was.
 move_oauth_in() {
-  local image=$API_REPO:$SHORT work backup
+  local image=$API_REPO:$SHORT work backup held
   [[ -n ${OAUTH_VOLUME:-} && -n ${OAUTH_FROM:-} ]] || return 0
   if [[ $1 == first && -s $OAUTH_MOVED ]]; then
-    docker volume inspect "$OAUTH_VOLUME" >/dev/null 2>&1 && return 0
-    die "the OAuth state was moved into the volume $OAUTH_VOLUME ($(tr '\n' ' ' <"$OAUTH_MOVED")), which is gone: restore it from $LOOPCTL_HOME/$BACKUPS_DIR (README, Restoring OAuth keys), or remove $OAUTH_MOVED to copy $OAUTH_FROM again" "$EXIT_REFUSED"
+    require_oauth_volume
+    return 0
   fi
   docker volume inspect "$OAUTH_VOLUME" >/dev/null 2>&1 ||
     docker volume create --label "com.docker.compose.project=$PROJECT" "$OAUTH_VOLUME" >/dev/null
-  work=$(oauth_work)
-  if ! volume_is_empty "$OAUTH_VOLUME" "$image"; then
-    with_paused "$OAUTH_VOLUME" volume_archive "$OAUTH_VOLUME" "$image" "$work/volume.tar"
-    backup=$(backup_path volume)
-    archive_to_backup "$work/volume.tar" "$backup"
-    step "backed up what the volume $OAUTH_VOLUME held to $backup"
-  fi
+  held=$(backup_volume "$OAUTH_VOLUME" "$image" volume)
+  [[ -z $held ]] || step "backed up what the volume $OAUTH_VOLUME held to $held"
   if [[ ! -e $OAUTH_FROM ]]; then
     step "no OAuth folder at $OAUTH_FROM yet: $OAUTH_VOLUME starts empty (loop-auth makes new keys)"
   else
+    work=$(oauth_work)
     with_paused "$OAUTH_FROM" folder_archive "$OAUTH_FROM" "$image" "$work/folder.tar"
     backup=$(backup_path)
-    archive_to_backup "$work/folder.tar" "$backup"
-    archive_to_volume "$work/folder.tar" "$OAUTH_VOLUME" "$image"
+    archive_to_backup "$work/folder.tar" "$backup" "$image"
+    with_paused "$OAUTH_VOLUME" archive_to_volume "$work/folder.tar" "$OAUTH_VOLUME" "$image"
+    rm -rf "$work"
     step "OAuth state copied from $OAUTH_FROM into the volume $OAUTH_VOLUME (backup: $backup; the folder is left as it was)"
+    # What ran on the files just replaced may hold them open: it starts again on the new ones.
+    [[ -z $held ]] || restart_mounting "$OAUTH_VOLUME"
   fi
-  rm -rf "$work"
   printf 'volume=%s\nfrom=%s\nat=%s\n' "$OAUTH_VOLUME" "$OAUTH_FROM" "$(utc_now)" >"$OAUTH_MOVED.new"
   mv -f "$OAUTH_MOVED.new" "$OAUTH_MOVED"
 }
 
+# require_oauth_volume: once the state moved, its volume must be there: Docker would make an
+# empty one, and the keys ChatGPT signs in with would be new.
+require_oauth_volume() {
+  [[ -s $OAUTH_MOVED && -n ${OAUTH_VOLUME:-} ]] || return 0
+  docker volume inspect "$OAUTH_VOLUME" >/dev/null 2>&1 && return 0
+  die "the OAuth state was moved into the volume $OAUTH_VOLUME ($(tr '\n' ' ' <"$OAUTH_MOVED")), which is gone: restore it from $LOOPCTL_HOME/$BACKUPS_DIR (README, Restoring OAuth keys), or remove $OAUTH_MOVED to copy $OAUTH_FROM again" "$EXIT_REFUSED"
+}
+
+# restart_mounting VOLUME: the running containers that mount it, restarted.
+restart_mounting() {
+  local ids
+  ids=$(docker ps -q --filter "volume=$1")
+  [[ -z $ids ]] || { step "restarting what mounts $1 on the copied state"; echo "$ids" | xargs docker restart -t 5 >/dev/null; }
+}
+
 # move_oauth_out: back to the app's own container, whose compose mounts OAUTH_FROM: the folder
-# is backed up, then gets the volume's state, so nothing issued since the takeover is lost.
+# is backed up, then gets the volume's state (the folder is made if a container removed it).
 move_oauth_out() {
-  local image=$API_REPO:$SHORT work backup
-  [[ -n ${OAUTH_VOLUME:-} && -n ${OAUTH_FROM:-} && -d $OAUTH_FROM ]] || return 0
+  local image=$API_REPO:$SHORT work backup=none
+  [[ -n ${OAUTH_VOLUME:-} && -n ${OAUTH_FROM:-} ]] || return 0
   docker volume inspect "$OAUTH_VOLUME" >/dev/null 2>&1 || return 0
   work=$(oauth_work)
-  with_paused "$OAUTH_FROM" folder_archive "$OAUTH_FROM" "$image" "$work/folder.tar"
-  backup=$(backup_path folder)
-  archive_to_backup "$work/folder.tar" "$backup"
+  if [[ -e $OAUTH_FROM || -L $OAUTH_FROM ]]; then
+    with_paused "$OAUTH_FROM" folder_archive "$OAUTH_FROM" "$image" "$work/folder.tar"
+    backup=$(backup_path folder)
+    archive_to_backup "$work/folder.tar" "$backup" "$image"
+  fi
   with_paused "$OAUTH_VOLUME" volume_archive "$OAUTH_VOLUME" "$image" "$work/volume.tar"
   with_paused "$OAUTH_FROM" archive_to_folder "$work/volume.tar" "$OAUTH_FROM" "$image"
   rm -rf "$work"
@@ -255,26 +340,6 @@ keeps_oauth_in_checkout() {
 refuse_stale_layout() {
   keeps_oauth_in_checkout "$1" || { [[ -n ${2:-} ]] && keeps_oauth_in_checkout "$2"; } || return 0
   die "release $1 mounts the OAuth folder from the checkout (an older loopctl defined it), but the OAuth state now lives in the volume named in $OAUTH_MOVED: check out $1 and deploy it again with 'inv rebuild --no-sync'" "$EXIT_REFUSED"
-}
-
-# backup_volume VOLUME IMAGE: a checked backup of the volume's content (its writers paused while
-# it is read); prints the backup's folder. An empty volume backs up nothing and says so there.
-backup_volume() {
-  local volume=$1 image=$2 dest work
-  dest=$(backup_path)
-  if volume_is_empty "$volume" "$image"; then
-    install -d -m 0700 "$(dirname "$dest")" "$dest"
-    echo "no OAuth keys or database in the volume $volume yet: nothing to back up" >"$dest/EMPTY"
-    echo "$dest"
-    return
-  fi
-  work=$(oauth_work)
-  with_paused "$volume" volume_archive "$volume" "$image" "$work/volume.tar"
-  archive_to_backup "$work/volume.tar" "$dest"
-  [[ $(archive_sums "$work/volume.tar" "$image") == "$(cat "$dest/SHA256SUMS")" ]] ||
-    die "the backup in $dest does not match the volume $volume: nothing deleted"
-  rm -rf "$work"
-  echo "$dest"
 }
 
 # empty_volume VOLUME IMAGE: everything in it deleted (after backup_volume).

@@ -18,7 +18,7 @@
 set -Eeuo pipefail
 
 # shellcheck source=lib-deploy.sh
-. "$(dirname "$0")/lib-deploy.sh"
+. "${BASH_SOURCE%/*}/lib-deploy.sh"
 
 usage() {
   cat <<USAGE
@@ -44,11 +44,14 @@ checkout_env() {
   [[ -e $env || -L $env ]] || return 0
   [[ -f $env && ! -L $env ]] || die "$env is not a plain file (a link, FIFO or device): refused" "$EXIT_REFUSED"
   # shellcheck disable=SC2016  # expanded by the inner sh
-  timeout 10 unshare --mount --propagation private -- sh -c \
+  if ! timeout 10 unshare --mount --propagation private -- sh -c \
     'mount --bind "$1" "$1" && mount -o remount,bind,ro,nodev,nosuid "$1" &&
      exec dd if="$1/.env" iflag=nofollow,nonblock,fullblock bs="$2" count=1 status=none' \
-    sh "$APP_DIR" "$((ENV_MAX_BYTES + 1))" 9>&- >"$out.raw" 2>/dev/null ||
-    { rm -f "$out.raw"; die "$env could not be read (replaced while read?): refused" "$EXIT_REFUSED"; }
+    sh "$APP_DIR" "$((ENV_MAX_BYTES + 1))" 9>&- >"$out.raw" 2>"$out.err"; then
+    rm -f "$out.raw"
+    die "$env could not be read: $(printable "$(tail -n 1 "$out.err")"): refused" "$EXIT_REFUSED"
+  fi
+  rm -f "$out.err"
   (($(stat -c %s "$out.raw") <= ENV_MAX_BYTES)) ||
     { rm -f "$out.raw"; die "$env is larger than $((ENV_MAX_BYTES / 1024)) KiB: refused" "$EXIT_REFUSED"; }
   LC_ALL=C tr -d '\000' <"$out.raw" |
@@ -57,14 +60,19 @@ checkout_env() {
 }
 
 # compose_config OUT FLAGS...: `config` of the committed file with the export as the project
-# folder; the error becomes one line.
+# folder, in a private mount namespace where the checkout is an empty folder: a committed file
+# that names a path in the checkout (an absolute include, extends or env_file) finds nothing
+# there, so Compose reads nothing the app container wrote. The error becomes one line.
 compose_config() {
   local out=$1 errors
   shift
   errors=$(mktemp)
   # Bounded: nothing Compose reads should take long.
-  if ! (cd "$SRC" && timeout 60 "${COMPOSE[@]}" --project-directory "$SRC" --env-file "$ENV_COPY" \
-    -f "$SRC/$APP_COMPOSE_FILE" config "$@" >"$out" 2>"$errors" 9>&-); then
+  # shellcheck disable=SC2016  # expanded by the inner sh
+  if ! (cd "$SRC" && timeout 60 unshare --mount --propagation private -- sh -c \
+    'mount -t tmpfs -o ro,size=4k,mode=0755 loopctl-hidden "$1" && shift && exec "$@"' sh "$APP_DIR" \
+    "${COMPOSE[@]}" --project-directory "$SRC" --env-file "$ENV_COPY" -f "$SRC/$APP_COMPOSE_FILE" config "$@" \
+    >"$out" 2>"$errors" 9>&-); then
     local why
     why=$(without_compose_noise <"$errors" | grep -v '^ *$' | tail -n 1 | cut -c 1-300)
     rm -f "$errors" "$out"
@@ -85,6 +93,7 @@ main() {
   [[ $commit =~ ^[0-9a-f]{40}$ ]] || usage_error
   load_stack_env
   take_lock prepare "${commit:0:12}"
+  trap release_lock EXIT
   install -d -m 0700 "$BUILD"
   work=$(mktemp -d "$BUILD/prepare.XXXXXX")
   # shellcheck disable=SC2064  # the folder is known now

@@ -8,7 +8,7 @@
 set -Eeuo pipefail
 
 # shellcheck source=lib-change.sh
-. "$(dirname "$0")/lib-change.sh"
+. "${BASH_SOURCE%/*}/lib-change.sh"
 
 VERIFY_SECONDS=$ROLLBACK_VERIFY_SECONDS
 
@@ -66,9 +66,10 @@ rollback_to_app() {
   LEGACY_CONTAINER=$(app_container any)
   target=app
   step "rollback: live is $live ($current), giving port $PROXY_PORT back to $LEGACY_CONTAINER (the app's own container)"
-  journal op=rollback "live=$live" target=app step=switch
+  journal op=rollback "live=$live" target=app step=oauth
   # Its compose mounts the checkout's OAuth folder: it gets what the volume holds now.
   move_oauth_out
+  journal_set step switch
   switched=1
   give_port_to_app
   T_SWITCHED=$(ms_now)
@@ -156,6 +157,7 @@ main() {
     fi
   else
     retire_standby
+    require_oauth_volume
     bring_up created
     ensure_shared_objects
     compose_release "$tag" up -d --no-deps --no-build --force-recreate "$(container "$target")"

@@ -57,6 +57,7 @@ def host_root_inode() -> str:
     "mv /vault/api /vault/.api-moved && mkdir /vault/api && ln -s / /vault/api/oauth",
 ])
 def test_a_link_and_an_exit_never_give_the_container_the_nas(deployed, swap):
+    assert inv("local-sync").returncode == 0
     stack_has_the_volume()
     color, _ = serving()
     keys = oauth_digests()
@@ -239,3 +240,35 @@ def test_setup_repairs_a_home_an_older_backup_made_unsafe(deployed):
         assert "PROBLEM" not in inv("status").stdout
     finally:
         sh(f"rm -rf {bad}")
+
+
+def test_a_takeover_refuses_an_oauth_folder_the_app_swapped_for_a_link(rig):
+    """Before the first rebuild, the app's own loop-api (its compose mounts the checkout) swaps
+    api/oauth for a link to /: the move into the volume refuses, copies nothing, and the app's own
+    container keeps serving as before."""
+    from .support import app_compose_up, get, reset_nas
+
+    reset_nas()
+    assert inv("setup").returncode == 0
+    assert inv("local-sync").returncode == 0
+    app_compose_up()
+    deadline = time.time() + 60
+    while sh("docker inspect -f '{{.State.Health.Status}}' loop-api", check=False).stdout.strip() != "healthy":
+        assert time.time() < deadline, "the app's own compose did not come up"
+        time.sleep(0.5)
+    swap = "mv /vault/api/oauth /vault/api/.oauth-moved && ln -s / /vault/api/oauth"
+    sh(f"docker exec loop-api sh -c {shlex.quote(swap)}")
+    try:
+        result = inv("rebuild", "--no-sync", env=FAST)
+        assert result.returncode == 7, result.stdout + result.stderr
+        assert f"{OAUTH_DIR} is not a plain folder (a link on its way, or missing): refused, nothing copied" \
+            in result.stderr, result.stderr
+        status, headers, _ = get("/health")
+        assert status == 200 and "x-loop-color" not in headers  # the app's own container, untouched
+        assert sh(f"docker run --rm -v {OAUTH_VOLUME}:/v:ro --entrypoint ls loop-rig-base:bookworm -A /v",
+                  check=False).stdout == ""
+        assert sh(f"test -e {LOOPCTL_HOME}/state/oauth-moved", check=False).returncode != 0
+        assert sh("docker ps -q --filter status=paused").stdout == ""
+    finally:
+        sh(f"cd {APP_DIR} && rm -f api/oauth && mv api/.oauth-moved api/oauth", check=False)
+    assert lock_is_free()

@@ -77,7 +77,7 @@ def test_colors_are_the_api_with_only_names_ports_and_loopctls_additions_changed
         "API_REPO": "loop-api", "CONTAINER_PORT": "8081", "PROXY_BIND": "127.0.0.1", "PROXY_PORT": "8082",
         "PROXY_IMAGE": "nginx:1.27-alpine", "HEALTH_PATH": "/health", "PUBLIC_HOST": "", "AUX_SERVICES": "loop-auth",
         "BUILD_SERVICES": "loop-auth", "OAUTH_VOLUME": "loop-oauth", "OAUTH_FROM": f"{APP}/api/oauth",
-        "NETWORKS": "loop_default", "VOLUMES": "loop-oauth",
+        "NETWORKS": "loop_default", "VOLUMES": "",
         "BIND_SOURCES": f"/volume1/@loopctl/deploy/nginx,/volume1/@loopctl/state/nginx,/volume1/LOOP_CLevel/vault/"
                         f"loop_exec,{APP}",
     }
@@ -139,6 +139,16 @@ def edited(change) -> str:
     (lambda sv: sv["loop-auth"]["volumes"].append({"type": "bind", "source": "/var/run/docker.sock",
                                                    "target": "/s"}),
      "service loop-auth mounts /var/run/docker.sock: refused (root on the NAS from the container)"),
+    (lambda sv: sv["loop-auth"]["volumes"].append({"type": "bind", "source": "/run", "target": "/r"}),
+     "service loop-auth mounts /run: refused (root on the NAS from the container)"),
+    (lambda sv: sv["loop-auth"]["volumes"].append("/volume1/@docker/volumes:/v:ro"),
+     "service loop-auth mounts /volume1/@docker/volumes: refused (root on the NAS from the container)"),
+    # Nested under a folder another service writes, outside the checkout.
+    (lambda sv: (sv["loop-auth"]["volumes"].append({"type": "bind", "source": "/volume1/LOOP_CLevel/vault/loop_exec/k",
+                                                    "target": "/k"})),
+     "service loop-auth mounts /volume1/LOOP_CLevel/vault/loop_exec/k, inside /volume1/LOOP_CLevel/vault/loop_exec, "
+     "which loop-api-blue writes: that container could replace it with a link, which Docker follows at every start; "
+     "mount a named volume there, or a folder outside /volume1/LOOP_CLevel/vault/loop_exec"),
     (lambda sv: sv["loop-auth"]["build"].update(context="/srv/elsewhere"),
      "service loop-auth builds from /srv/elsewhere, outside the commit's files: loopctl builds from the deployed "
      "commit only"),
@@ -176,6 +186,16 @@ def test_host_settings_and_what_is_built_from_variables_are_refused(settings, ma
     assert str(error.value).startswith(f"docker-compose.yml: service loop-api: `{field}` takes a value from a variable")
     # The environment is the container's own business: variables there are fine.
     assert "${PUBLIC_URL" in text
+
+
+def test_a_volume_that_binds_a_folder_is_refused(settings):
+    model = yaml.safe_load((DATA / "example-v2.yml").read_text())
+    model["volumes"] = {"data": {"driver": "local", "driver_opts": {"type": "none", "o": "bind",
+                                                                    "device": f"{APP}/data"}}}
+    with pytest.raises(ConfigError) as error:
+        stackdef.build_release(prepared(yaml.safe_dump(model), 2), settings, COMMIT)
+    assert str(error.value) == (f"volume data binds a folder through driver_opts ({APP}/data): Docker follows links "
+                                f"there at every start; mount the folder as a bind instead")
 
 
 @pytest.mark.parametrize("section", ["secrets", "configs"])
