@@ -1,21 +1,51 @@
 #!/usr/bin/env bash
 # Install everything and run the whole test suite: Debian packages, a virtualenv with the
 # pinned requirements, the sandbox NAS (rig/up.sh), then pytest. Run as root on Debian 12.
-# The sandbox NAS has Compose v1 and v2: the whole suite runs with v2 (what Synology ships),
-# then the deploy, rollback, rebuild-all, setup and takeover tests run again with v1.
+#
+# The tests that need no sandbox (unit, cli, scripts, checks) run beside the sandbox's. The
+# sandbox's run under each Compose Synology ships (rig/compose.sh lays each out):
+#   v2 2.40.3 as the docker CLI's plugin   the whole rig suite
+#   v1 1.29.2 (Debian's)                    deploy, rollback, rebuild-all, setup, takeover
+#   v2 2.20.3 standalone beside docker      deploy, rollback, rebuild-all, takeover, faults
+#                                           (current DSM: Container Manager 24, no plugin)
+#   v2 2.18.1 as a plugin                   deploy and rollback (the oldest v2 at hand)
 # Extra arguments go to pytest instead, e.g. ./test.sh tests/unit -k settings
-# (LOOP_TEST_COMPOSE=v1 ./test.sh tests/rig/test_deploy.py runs a part under v1).
+# (LOOP_TEST_COMPOSE=v1 ./test.sh tests/rig/test_deploy.py runs a part under v1;
+# rig/compose.sh standalone-2.20.3 first picks that Compose for the runs that follow).
 set -Eeuo pipefail
 cd "$(dirname "$0")"
 
 rig/install-packages.sh
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+rig/compose.sh plugin-2.40.3
 rig/up.sh
 if (($#)); then
   exec .venv/bin/python -m pytest -q "$@"
 fi
-LOOP_TEST_COMPOSE=v2 .venv/bin/python -m pytest -q tests
-echo "==> again under Compose v1: deploy, rollback, rebuild-all, setup, takeover"
-LOOP_TEST_COMPOSE=v1 .venv/bin/python -m pytest -q tests/rig/test_deploy.py tests/rig/test_production.py \
-  tests/rig/test_sync.py
+
+pytest() { .venv/bin/python -m pytest -q -p no:cacheprovider "$@"; }
+
+pytest tests/unit tests/cli tests/scripts tests/checks >/tmp/loopctl-tests-local.log 2>&1 &
+local_tests=$!
+
+echo "==> Compose v2 2.40.3 (plugin): the whole sandbox suite"
+LOOP_TEST_COMPOSE=v2 pytest tests/rig
+echo "==> Compose v1 1.29.2: deploy, rollback, rebuild-all, setup, takeover"
+LOOP_TEST_COMPOSE=v1 pytest tests/rig/test_deploy.py tests/rig/test_production.py tests/rig/test_sync.py
+rig/compose.sh standalone-2.20.3
+echo "==> Compose v2 2.20.3 (standalone, no plugin): deploy, rollback, rebuild-all, takeover, faults"
+LOOP_TEST_COMPOSE=v2 pytest tests/rig/test_deploy.py tests/rig/test_production.py tests/rig/test_faults.py
+rig/compose.sh plugin-2.18.1
+echo "==> Compose v2 2.18.1 (plugin): deploy and rollback"
+LOOP_TEST_COMPOSE=v2 pytest tests/rig/test_deploy.py -k "deploy or rollback or rebuild"
+rig/compose.sh plugin-2.40.3
+
+echo "==> the tests without the sandbox (unit, cli, scripts, checks)"
+status=0
+wait "$local_tests" || status=$?
+tail -n 5 /tmp/loopctl-tests-local.log
+if ((status)); then
+  cat /tmp/loopctl-tests-local.log
+  exit "$status"
+fi

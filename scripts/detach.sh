@@ -5,7 +5,7 @@
 set -Eeuo pipefail
 
 # shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+. "${BASH_SOURCE%/*}/lib.sh"
 
 usage() {
   cat <<USAGE

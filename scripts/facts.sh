@@ -4,7 +4,7 @@
 set -Eeuo pipefail
 
 # shellcheck source=lib-deploy.sh
-. "$(dirname "$0")/lib-deploy.sh"
+. "${BASH_SOURCE%/*}/lib-deploy.sh"
 
 usage() {
   cat <<USAGE
@@ -37,14 +37,21 @@ home_fact() {
 # Everything the scripts call, by the name they call it; DSM is not Debian.
 tools_fact() {
   local tool
-  for tool in flock curl git sha256sum tar timeout tac awk sed grep find stat install mktemp setsid \
-    tail base64 df head tr cut sort tee date unshare mount dd realpath xargs; do
+  for tool in ${NAS_TOOLS//,/ }; do
     command -v "$tool" >/dev/null || echo "$tool is missing"
   done
   [[ $(date +%N 2>/dev/null) =~ ^[0-9]{9}$ ]] || echo "date does not support %N (GNU date needed)"
+  # The GNU options the scripts use, where busybox's tools lack them.
+  timeout --kill-after=1 5 sleep 0 2>/dev/null || echo "timeout does not support --kill-after (GNU coreutils needed)"
+  dd if=/dev/null of=/dev/null iflag=nofollow,nonblock,fullblock status=none 2>/dev/null ||
+    echo "dd does not support iflag=nofollow,nonblock,fullblock (GNU coreutils needed)"
+  [[ $(realpath -m /loopctl-probe/x 2>/dev/null) == /loopctl-probe/x && $(realpath -e / 2>/dev/null) == / ]] ||
+    echo "realpath does not support -e and -m (GNU coreutils needed)"
   ((BASH_VERSINFO[0] >= 4)) || echo "bash is older than 4"
-  # pick_compose ran Compose v2 already to choose it; v1 it only found.
-  [[ ${COMPOSE_MAJOR:-1} == 2 ]] || "${COMPOSE[@]}" version >/dev/null 2>&1 || echo "${COMPOSE[*]} does not run"
+  # pick_compose ran the Compose it chose, and read its version.
+  if [[ ${COMPOSE_MAJOR:-} == 1 ]] && ! version_at_least "${COMPOSE_FOUND:-0}" "$COMPOSE_V1_MIN"; then
+    echo "Compose ${COMPOSE_FOUND:-?} (${COMPOSE[*]}) is older than $COMPOSE_V1_MIN, the oldest v1 loopctl works with (--env-file, config --no-interpolate): install Compose v2 (Container Manager)"
+  fi
 }
 
 # open_connections PID PORT: TCP connections established to PORT from outside the network

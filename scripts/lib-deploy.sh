@@ -11,9 +11,9 @@
 # exactly as it was defined.
 
 # shellcheck source=lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. "${BASH_SOURCE[0]%/*}/lib.sh"
 # shellcheck source=lib-mcp.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib-mcp.sh"
+. "${BASH_SOURCE[0]%/*}/lib-mcp.sh"
 
 # OAUTH_VOLUME and OAUTH_FROM: the named volume the OAuth state lives in, and the app's folder
 # it moves from (lib-oauth.sh). OAUTH_DIR: that folder mounted as it is, by releases an older

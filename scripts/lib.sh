@@ -14,6 +14,11 @@
 # Everything written here is world-readable (status reads it as the SSH user) unless a
 # function says otherwise (the lock, releases, backups, the build export).
 umask 022
+# The scripts' own PATH, never sudo's (DSM's secure_path lacks Container Manager's folder, and a
+# caller's may hold anything); read_stack_env puts docker's folder in front.
+readonly BASE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+PATH=$BASE_PATH
+export PATH
 
 # The home is where this file is installed. install.sh, which runs from the upload folder
 # before anything is installed, names the home it installs into instead.
@@ -24,7 +29,7 @@ else
 fi
 readonly LOOPCTL_HOME
 # shellcheck source=contract.env
-. "$(dirname "${BASH_SOURCE[0]}")/contract.env"
+. "${BASH_SOURCE[0]%/*}/contract.env"
 
 # shellcheck disable=SC2034  # the paths every script may use; each uses some
 readonly UPSTREAM=$LOOPCTL_HOME/$UPSTREAM_FILE
@@ -87,8 +92,7 @@ read_stack_env() {
   fi
   # Compose calls the docker CLI itself (to build), and on Synology it is not on PATH. sudo's
   # secure_path is not relied upon either.
-  PATH=$(dirname "$DOCKER"):/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-  export PATH
+  PATH=$(dirname "$DOCKER"):$BASE_PATH
   # Build the way the app's own `compose up --build` does (v2: the engine's BuildKit; v1: the
   # classic builder), so an unchanged service gets the same image and is left running. No
   # colors or progress bars in logs; no warnings about orphans (the app's own containers are
@@ -113,37 +117,52 @@ read_env_file() {
   done <"$file"
 }
 
-# COMPOSE: the Compose command. COMPOSE_VERSION (stack.env): auto prefers v2, the plugin
-# Synology ships; some DSM builds only have v1's docker-compose. Exit 1 (STACK_PROBLEM) if none.
+# COMPOSE: the Compose command, COMPOSE_MAJOR 1 or 2 and COMPOSE_FOUND its version. Synology
+# ships Compose v2 as the docker CLI's plugin (`docker compose`) or, on some builds, as a
+# standalone docker-compose beside docker; older DSM had v1's docker-compose. COMPOSE_VERSION
+# (stack.env): auto takes the first that runs, in that order; v1 or v2 the first of that major.
+# Exit 1 (STACK_PROBLEM) if none.
 pick_compose() {
-  local v1=""
-  if [[ -x $(dirname "$DOCKER")/docker-compose ]]; then
-    v1=$(dirname "$DOCKER")/docker-compose
-  elif command -v docker-compose >/dev/null; then
-    v1=$(command -v docker-compose)
-  fi
-  case ${COMPOSE_VERSION:-auto} in
-    v2 | auto)
-      if "$DOCKER" compose version >/dev/null 2>&1; then
-        # shellcheck disable=SC2034  # read by the scripts
-        COMPOSE=("$DOCKER" compose) COMPOSE_MAJOR=2
-        return
-      fi
-      if [[ $COMPOSE_VERSION != auto ]]; then
-        STACK_PROBLEM="'$DOCKER compose' (Compose v2) is not available (STACK_COMPOSE=v2)"
-        return 1
-      fi
-      ;;
+  local want=${COMPOSE_VERSION:-auto} where standalone on_path
+  local -a compose_cmd
+  standalone=$(dirname "$DOCKER")/docker-compose
+  on_path=$(PATH=$BASE_PATH command -v docker-compose || true)
+  for where in plugin standalone path; do
+    case $where in
+      plugin) compose_cmd=("$DOCKER" compose) ;;
+      standalone) [[ -x $standalone ]] || continue; compose_cmd=("$standalone") ;;
+      path) [[ -n $on_path && $on_path != "$standalone" ]] || continue; compose_cmd=("$on_path") ;;
+    esac
+    COMPOSE_FOUND=$("${compose_cmd[@]}" version --short 2>/dev/null) || continue
+    COMPOSE_FOUND=${COMPOSE_FOUND#v}
+    case $COMPOSE_FOUND in
+      1.*) COMPOSE_MAJOR=1 ;;
+      [2-9].*) COMPOSE_MAJOR=2 ;;
+      *) continue ;;
+    esac
+    [[ $want == auto || $want == "v$COMPOSE_MAJOR" ]] || continue
+    # shellcheck disable=SC2034  # read by the scripts
+    COMPOSE=("${compose_cmd[@]}")
+    return 0
+  done
+  case $want in
+    auto) STACK_PROBLEM="neither '$DOCKER compose' nor docker-compose ($standalone, or on PATH) runs" ;;
+    *) STACK_PROBLEM="no Compose $want found: not '$DOCKER compose', nor docker-compose at $standalone or on PATH (STACK_COMPOSE=$want)" ;;
   esac
-  if [[ -z $v1 ]]; then
-    STACK_PROBLEM="neither '$DOCKER compose' nor docker-compose is available"
-    return 1
-  fi
-  # A v2 binary installed as docker-compose is still v2.
-  # shellcheck disable=SC2034  # read by the scripts
-  if "$v1" version --short 2>/dev/null | grep -q '^v\?2\.'; then COMPOSE_MAJOR=2; else COMPOSE_MAJOR=1; fi
-  # shellcheck disable=SC2034
-  COMPOSE=("$v1")
+  return 1
+}
+
+# version_at_least VERSION MINIMUM: dotted numbers compared field by field.
+version_at_least() {
+  local -a have want
+  local i
+  IFS=. read -ra have <<<"$1"
+  IFS=. read -ra want <<<"$2"
+  for ((i = 0; i < ${#want[@]}; i++)); do
+    ((10#${have[i]:-0} > 10#${want[i]})) && return 0
+    ((10#${have[i]:-0} < 10#${want[i]})) && return 1
+  done
+  return 0
 }
 
 docker() { "$DOCKER" "$@"; }

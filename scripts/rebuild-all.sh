@@ -6,7 +6,7 @@
 set -Eeuo pipefail
 
 # shellcheck source=lib-change.sh
-. "$(dirname "$0")/lib-change.sh"
+. "${BASH_SOURCE%/*}/lib-change.sh"
 
 VERIFY_SECONDS=$DEPLOY_VERIFY_SECONDS
 

@@ -8,7 +8,7 @@
 set -Eeuo pipefail
 
 # shellcheck source=lib-change.sh
-. "$(dirname "$0")/lib-change.sh"
+. "${BASH_SOURCE%/*}/lib-change.sh"
 
 usage() {
   cat <<USAGE

@@ -28,7 +28,12 @@ WORKSTATION = RIG_STATE / "workstation" / "loop-app"
 PROXY = ("127.0.0.1", 8082)
 # Which Compose the NAS scripts use in this run: test.sh runs the deploy tests under each.
 COMPOSE = os.environ.get("LOOP_TEST_COMPOSE", "v2")
-COMPOSE_CLI = {"v1": "docker-compose", "v2": "docker compose"}[COMPOSE]
+# How the app's own `compose up` is run as root, by that Compose: v2 as the docker CLI's plugin,
+# or the standalone docker-compose beside Synology's docker where the rig has no plugin
+# (rig/compose.sh standalone-VERSION); v1 is Debian's.
+SYNOLOGY_COMPOSE = "/var/packages/ContainerManager/target/usr/bin/docker-compose"
+V2_CLI = SYNOLOGY_COMPOSE if Path(SYNOLOGY_COMPOSE).exists() else "docker compose"
+COMPOSE_CLI = {"v1": "/usr/bin/docker-compose", "v2": V2_CLI}[COMPOSE]
 
 
 def sudo_password() -> str:

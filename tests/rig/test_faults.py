@@ -147,11 +147,16 @@ def docker_wrapper(trigger: str, step: str) -> Iterator[None]:
        "  pid=$(pgrep -o -f 'bash .*deploy-blue-green.sh'); kill -KILL -- -$(ps -o pgid= -p \"$pid\" | tr -d ' ')\n"
        "  exit 1\nfi\n"
        f"exec {DOCKER} \"$@\"\nEOF\nchmod 755 {wrapper}")
+    # A standalone Compose lies beside docker (DSM's layout, rig/compose.sh standalone-...): beside
+    # the wrapper too, so the scripts find the same Compose.
+    beside = f"{Path(DOCKER).parent}/docker-compose"
+    sh(f"rm -f /usr/local/libexec/docker-compose; if [ -e {beside} ]; then "
+       f"ln -s {beside} /usr/local/libexec/docker-compose; fi")
     sh(f"cp {STACK_ENV} /tmp/stack.env.saved && sed -i 's#^DOCKER=.*#DOCKER={wrapper}#' {STACK_ENV}")
     try:
         yield
     finally:
-        sh(f"cp /tmp/stack.env.saved {STACK_ENV}")
+        sh(f"cp /tmp/stack.env.saved {STACK_ENV}; rm -f /usr/local/libexec/docker-compose")
 
 
 STEPS = {

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from .support import (APP_DIR, COMPOSE, LOOPCTL_HOME, OAUTH_DIR, OAUTH_VOLUME, WORKSTATION, Load, app_compose_up,
-                      file_digests, get, inv, lock_is_free, oauth_digests, reset_nas, serving, sh)
+                      file_digests, get, inv, lock_is_free, oauth_digests, reset_nas, serving, sh, V2_CLI)
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "2"}
 
@@ -210,7 +210,7 @@ def test_rollback_to_starts_an_old_release_as_it_was_defined(deployed):
 def test_a_network_that_already_exists_never_blocks_a_deploy_or_a_rollback(rig, made_by):
     """loop_default made by the other Compose version (its labels differ) or by hand (none)."""
     reset_nas()
-    other = "docker-compose" if COMPOSE == "v2" else "docker compose"
+    other = "/usr/bin/docker-compose" if COMPOSE == "v2" else V2_CLI
     if made_by == "hand":
         sh("docker network create loop_default >/dev/null")
     else:
