@@ -59,13 +59,13 @@ checkout_env() {
   rm -f "$out.raw"
 }
 
-# compose_config OUT FLAGS...: `config` of the committed file with the export as the project
+# compose_config OUT WHAT FLAGS...: `config` of the committed file with the export as the project
 # folder, in a private mount namespace where the checkout is an empty folder: a committed file
 # that names a path in the checkout (an absolute include, extends or env_file) finds nothing
 # there, so Compose reads nothing the app container wrote. The error becomes one line.
 compose_config() {
-  local out=$1 errors
-  shift
+  local out=$1 what=$2 errors
+  shift 2
   errors=$(mktemp)
   # Bounded: nothing Compose reads should take long.
   # shellcheck disable=SC2016  # expanded by the inner sh
@@ -76,7 +76,7 @@ compose_config() {
     local why
     why=$(without_compose_noise <"$errors" | grep -v '^ *$' | tail -n 1 | cut -c 1-300)
     rm -f "$errors" "$out"
-    die "the app's compose file $APP_COMPOSE_FILE is invalid: $why" "$EXIT_USAGE"
+    die "the app's compose file $APP_COMPOSE_FILE $what: $why" "$EXIT_USAGE"
   fi
   rm -f "$errors"
 }
@@ -103,8 +103,12 @@ main() {
   file=$SRC/$APP_COMPOSE_FILE
   [[ -f $file && ! -L $file ]] || die "$APP_COMPOSE_FILE is not a file in commit ${commit:0:12} (APP_COMPOSE_FILE)" "$EXIT_USAGE"
   checkout_env "$ENV_COPY"
-  compose_config "$work/resolved"
-  compose_config "$work/literal" --no-interpolate
+  compose_config "$work/resolved" "is invalid"
+  # Where a setting of a fixed type (a port, a switch such as privileged) takes a variable, the
+  # model without variables does not validate: that is a host setting taken from the checkout's
+  # .env, refused as such.
+  compose_config "$work/literal" "takes a setting of a fixed type from a variable (host settings must be written out)" \
+    --no-interpolate
   printf 'compose: %s\n' "$COMPOSE_MAJOR"
   printf 'raw: %s\n' "$(base64 -w 0 <"$file")"
   printf 'resolved: %s\n' "$(base64 -w 0 <"$work/resolved")"
