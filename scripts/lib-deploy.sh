@@ -111,7 +111,10 @@ export_commit() {
   install -d -m 0700 "$BUILD"
   [[ -d $MIRROR ]] || git init -q --bare "$MIRROR"
   chmod 0700 "$MIRROR"
-  mirror_git --from-checkout fetch --quiet --no-tags --no-write-fetch-head "file://$APP_DIR" \
+  # git clears its -c settings for the upload-pack it runs in the checkout (a local transport):
+  # that one gets its own, or it refuses a repository root does not own (as the SSH user's is).
+  mirror_git --from-checkout fetch --quiet --no-tags --no-write-fetch-head \
+    --upload-pack="git -c safe.directory='*' -c core.hooksPath=/dev/null upload-pack" "file://$APP_DIR" \
     "+refs/heads/*:refs/checkout/heads/*" "+HEAD:refs/checkout/HEAD" 2>&1 | sed 's/^/    /' >&2 || checkout_timed_out "$?"
   mirror_git cat-file -e "$commit^{commit}" 2>/dev/null ||
     die "commit $commit is not on a branch of $APP_DIR: run 'inv local-sync'" "$EXIT_USAGE"
