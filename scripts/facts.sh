@@ -8,14 +8,13 @@ set -Eeuo pipefail
 
 usage() {
   cat <<USAGE
-usage: facts.sh status | preflight | lock | home | tools | wait-healthy CONTAINER SECONDS
+usage: facts.sh status | preflight | lock | home | tools
 
   status                      everything \`inv status\` needs, as tab-separated lines (see status_fact)
   preflight                   what a change checks first (lock, home, tools), in status's lines
   lock                        exit 0 when no change runs, $EXIT_LOCKED (and who holds it) when one does
   home                        what makes the loopctl home unsafe for root, one line each (none: safe)
   tools                       the tools the NAS scripts need that this NAS lacks, one line each
-  wait-healthy CONTAINER S    wait up to S seconds for CONTAINER to be healthy (exit 1 if not)
   --help                      this text
 USAGE
 }
@@ -134,11 +133,6 @@ main() {
         DOCKER=/bin/true COMPOSE=(/bin/true)
       fi
       tools_fact
-      ;;
-    wait-healthy)
-      [[ $# -eq 3 && $2 =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ && $3 =~ ^[0-9]+$ ]] || usage_error
-      load_stack_env
-      wait_healthy "$2" "$3"
       ;;
     *) usage_error ;;
   esac

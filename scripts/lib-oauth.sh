@@ -112,13 +112,11 @@ with_paused() {
 # checkout), else DIR's own folder above it. Sets FOLDER_MOUNT and FOLDER_PATH.
 folder_mount() {
   local root=$APP_DIR
-  within_dir "$1" "$root" || root=$(dirname "$1")
-  plain_root "$root" || die "$root is not a plain folder (a link, or missing): nothing copied" "$EXIT_REFUSED"
+  [[ $1 == "$root"/* ]] || root=$(dirname "$1")
+  [[ -d $root ]] || die "$root is not a folder: nothing copied" "$EXIT_REFUSED"
+  check_bind_sources "$root"
   FOLDER_MOUNT=$root:/c FOLDER_PATH=/c/${1#"$root"/}
 }
-
-within_dir() { [[ $1 == "$2"/* ]]; }
-plain_root() { [[ -d $1 && ! -L $1 && $(realpath -e -- "$1" 2>/dev/null) == "$1" ]]; }
 
 # The shell line a throwaway enters FOLDER_PATH with ($1: the path; creates it when asked),
 # refusing a link anywhere on the way (exit 3).
