@@ -71,7 +71,12 @@ def problems(state: NasState, session: Session) -> list[str]:
                          f"serves port traffic; `inv rebuild` or `inv rollback` brings it back")
         live = next((c for c in state.containers
                      if c.name == commands.container(session.settings, "api", state.live)), None)
-        if live is None or live.state != "running":
+        standby = standby_serving(state, session)
+        if (live is None or live.state != "running") and standby:
+            found.append(f"the live color's container is {live.state if live else 'missing'}: the proxy sends its "
+                         f"requests to the warm standby {standby.name} (commit {standby.commit}), which serves them; "
+                         f"`inv rollback` makes it live, `inv rebuild` deploys in {state.live}'s place")
+        elif live is None or live.state != "running":
             found.append(f"the live color's container is {live.state if live else 'missing'}: `inv rollback` or "
                          f"`inv rebuild` puts a release back")
     if state.journal and not state.lock:
@@ -79,6 +84,19 @@ def problems(state: NasState, session: Session) -> list[str]:
                      f"and could not finish or undo itself: the next `inv rebuild` or `inv rollback` repairs it "
                      f"first")
     return found
+
+
+def standby_serving(state: NasState, session: Session) -> Container | None:
+    """The warm standby's container when it serves in the live color's place: the live one does
+    not run, and the proxy sends what it cannot take to the standby (deploy/nginx/nginx.conf)."""
+    if state.live not in contract.COLORS or not state.standby:
+        return None
+    by_name = {c.name: c for c in state.containers}
+    live = by_name.get(commands.container(session.settings, "api", state.live))
+    standby = by_name.get(commands.container(session.settings, "api", state.standby))
+    if (live is None or live.state != "running") and standby is not None and standby.state == "running":
+        return standby
+    return None
 
 
 def describe_oauth(session: Session, state: NasState) -> str:
@@ -118,6 +136,7 @@ def status(session: Session, as_json: bool) -> None:
         "deployed_commit": live.commit if live else None,
         "standby_color": state.standby,
         "standby_commit": standby.commit if standby else None,
+        "standby_serving": standby_serving(state, session) is not None,
         "open_streams": state.streams,
         "oauth_state": state.oauth or None,
         "checkout_commit": checkout or None,
@@ -134,7 +153,9 @@ def status(session: Session, as_json: bool) -> None:
                          f"takes over its port)"}.get(
         state.live or "", state.live)
     session.say(f"NAS        {report['host']}  {report['app_dir']}  (loopctl: {report['loopctl_dir']})")
-    session.say(f"live       {shown_live or 'none'}" + (f"  commit {live.commit}" if live else ""))
+    serving_instead = standby_serving(state, session)
+    session.say(f"live       {shown_live or 'none'}" + (f"  commit {live.commit}" if live else "")
+                + (f"  (down: the standby {serving_instead.name} serves)" if serving_instead else ""))
     session.say(f"standby    {describe_standby(session, state, standby)}")
     session.say(f"oauth      {describe_oauth(session, state)}")
     shown_checkout = checkout[:12] if checkout else "not a git checkout"

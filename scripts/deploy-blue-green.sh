@@ -78,6 +78,13 @@ main() {
       2) die "both colors run and nothing says which is live (upstream file missing or garbled): stop the one that should not serve" "$EXIT_REFUSED" ;;
     esac
   fi
+  if [[ $live == blue || $live == green ]] && ! is_running "$(container "$live")" &&
+    [[ $(upstream_standby) == "$(other_color "$live")" ]] && is_running "$(container "$(other_color "$live")")"; then
+    # The proxy sends the requests of a live color that is down to the standby: that one
+    # serves, and stays; the new release takes the place of the one that is down.
+    warn "the live color $live's container does not run; the standby $(other_color "$live") serves its requests: deploying in $live's place"
+    live=$(other_color "$live")
+  fi
   takeover=$(check_names_and_port)
   if [[ -n $takeover ]]; then
     LEGACY_CONTAINER=$(app_container any)
@@ -99,6 +106,7 @@ main() {
   export_commit "$commit"
   services=("$(container "$target")")
   [[ -z $BUILD_SERVICES ]] || read -ra services <<<"$(container "$target") ${BUILD_SERVICES//,/ }"
+  note_images
   build "$short" "${services[@]}"
   t_built=$(ms_now)
   step "built $API_REPO:$short in $(elapsed "$t0" "$t_built")"
@@ -112,12 +120,6 @@ main() {
   else
     move_oauth_in first
   fi
-  if [[ -n $AUX_SERVICES ]]; then
-    # Compose recreates them only if their definition or image changed.
-    # shellcheck disable=SC2086  # a comma list made words
-    compose_release "$short" up -d --no-deps --no-build ${AUX_SERVICES//,/ }
-  fi
-
   retire_standby
   bring_up created
   journal_set step start
@@ -128,6 +130,8 @@ main() {
   t_healthy=$(ms_now)
   journal_set step gate
   mcp_gate
+  # The app's other services change only for a release that passed the gate.
+  update_aux
 
   if [[ -n $takeover ]]; then
     takeover_and_verify

@@ -60,6 +60,104 @@ parse_flags() {
 # scripts' summaries.
 # shellcheck disable=SC2034  # set and read by the scripts that source this file
 live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0 T_GATE=0 TOOLS_SUMMARY="" RECOVERED="" RECOVERING=0
+# IMAGES: the tags the build moves, as they were before it (note_images); aux_changed: the
+# app's other services were brought up on the new release (update_aux). T_AUX: how long the
+# ones replaced were down, for the summary.
+IMAGES="" aux_changed=0 T_AUX="" RETIRED=""
+
+# --- the app's other services: changed after the gate, put back by the undo ----------------
+
+# aux_ids SERVICE: the ids of the containers Compose runs for one of the app's other services.
+aux_ids() {
+  docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=$1"
+}
+
+# image_id NAME: the id of the image NAME names, or "none".
+image_id() {
+  local id
+  id=$(docker image inspect -f '{{.Id}}' "$1" 2>/dev/null) && [[ -n $id ]] || id=none
+  printf '%s' "$id"
+}
+
+# note_images: before the build, the image each tag it moves names: the api's commit tag
+# ("none": new) and the image of every container of the app's other built services (Compose
+# names theirs without a commit: a build moves the tag off the image they run). The journal
+# keeps the list, as NAME@ID words, for an undo after a kill.
+note_images() {
+  local service id
+  local -a entries=("$API_REPO:$SHORT@$(image_id "$API_REPO:$SHORT")")
+  for service in ${BUILD_SERVICES//,/ }; do
+    for id in $(aux_ids "$service"); do
+      entries+=("$(docker inspect -f '{{.Config.Image}}@{{.Image}}' "$id")")
+    done
+  done
+  IMAGES=$(IFS=,; printf '%s' "${entries[*]}")
+  journal_set images "$IMAGES"
+}
+
+# restore_images: each tag of IMAGES back on the image it named (or gone, if it was new); the
+# images the build made and nothing uses any more are removed. Exit 1 if a tag could not be
+# put back.
+restore_images() {
+  local entry name old now failed=0
+  for entry in ${IMAGES//,/ }; do
+    name=${entry%@*} old=${entry##*@}
+    [[ -n $name && ($old == none || $old =~ ^sha256:[0-9a-f]{64}$) ]] || { warn "not an image to put back: $entry"; continue; }
+    now=$(image_id "$name")
+    [[ $now != "$old" ]] || continue
+    if [[ $old == none ]]; then
+      docker image rm "$name" >/dev/null 2>&1 || true
+    else
+      docker tag "$old" "$name" || failed=1
+    fi
+    # Refused while a container runs it or another tag names it: then it stays.
+    [[ $now == none ]] || docker image rm "$now" >/dev/null 2>&1 || true
+  done
+  return "$failed"
+}
+
+# update_aux: once the gate passed, the app's other services on the new release. Compose
+# replaces only those whose definition or image changed; each replaced one is waited for.
+update_aux() {
+  [[ -n $AUX_SERVICES ]] || return 0
+  local service before after t0 id name
+  local -A was=()
+  for service in ${AUX_SERVICES//,/ }; do was[$service]=$(aux_ids "$service" | sort | tr '\n' ' '); done
+  aux_changed=1
+  journal_set step aux
+  t0=$(ms_now)
+  # shellcheck disable=SC2086  # a comma list made words
+  compose_release "$SHORT" up -d --no-deps --no-build ${AUX_SERVICES//,/ }
+  for service in ${AUX_SERVICES//,/ }; do
+    before=${was[$service]} after=$(aux_ids "$service" | sort | tr '\n' ' ')
+    [[ $after != "$before" ]] || continue
+    for id in $after; do
+      name=$(docker inspect -f '{{.Name}}' "$id")
+      wait_healthy "${name#/}" "$HEALTH_TIMEOUT" || die "${name#/} did not become healthy on the new release"
+    done
+    T_AUX+="${T_AUX:+ }$service=$(elapsed "$t0" "$(ms_now)")"
+    step "$service replaced and healthy in $(elapsed "$t0" "$(ms_now)")"
+  done
+}
+
+# restore_aux: the undo of update_aux: every tag back where it was and, if the services had
+# been brought up on the new release, up again on the live one's (Compose puts back those whose
+# image or definition differs). Exit 1 if a part failed.
+restore_aux() {
+  local failed=0 short=""
+  restore_images || failed=1
+  if ((aux_changed)) && [[ -n $AUX_SERVICES ]]; then
+    [[ $live == app ]] || short=$(color_commit "$live")
+    if [[ -n $short && -f $(release_dir "$short")/$RELEASE_STACK_FILE ]]; then
+      warn "putting ${AUX_SERVICES//,/, } back on $short"
+      # shellcheck disable=SC2086  # a comma list made words
+      (load_release "$short" && compose_release "$short" up -d --no-deps --no-build ${AUX_SERVICES//,/ }) || failed=1
+    else
+      warn "${AUX_SERVICES//,/, } stay on the new release: what ran before was not a loopctl release"
+    fi
+  fi
+  return "$failed"
+}
 
 # give_port_to_proxy: the takeover's switch. The app's own container holds the port; stop it
 # and start the (already created) proxy in its place. Connections are refused in between:
@@ -168,6 +266,8 @@ undo_change() {
       docker stop -t 10 "$(container "$target")" >/dev/null 2>&1 || failed=1
     fi
   fi
+  restore_aux || { warn "could not put the app's other services back as they were: check 'inv status'"; failed=1; }
+  ((failed)) || restore_standby
   if [[ -n $live && (-n $brought_up || $switched == 1) ]] && ((!failed)); then
     warn "undone: $live is still serving"
   fi
@@ -188,7 +288,7 @@ recover_change() {
   RECOVERING=1
   local -A field=()
   while IFS= read -r line; do
-    [[ $line =~ ^(op|commit|live|target|step|brought|backup|paused)=([A-Za-z0-9_./:@,-]*)$ ]] || continue
+    [[ $line =~ ^(op|commit|live|target|step|brought|backup|paused|images|standby)=([A-Za-z0-9_./:@,-]*)$ ]] || continue
     field[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
   done <"$JOURNAL"
   op=${field[op]:-} commit=${field[commit]:-} at=${field[step]:-}
@@ -201,7 +301,10 @@ recover_change() {
   case $op in
     deploy | rollback)
       live=${field[live]:-} target=${field[target]:-} brought_up=${field[brought]:-} switched=0 committed=0
+      IMAGES=${field[images]:-} aux_changed=0 RETIRED=${field[standby]:-}
       [[ $at != switch && $at != verify ]] || switched=1
+      # Only a deploy changes them (update_aux), from its step aux on.
+      [[ $op != deploy ]] || [[ $at != aux && $switched == 0 ]] || aux_changed=1
       # The release being deployed, for the proxy's address and the record (the live one's when
       # the journal names none).
       [[ -n $commit ]] || commit=$(color_commit "$live")
@@ -223,7 +326,7 @@ recover_change() {
   journal_clear
   RECOVERING=0
   # This change starts from a clean slate.
-  live="" target="" switched=0 committed=0 brought_up=""
+  live="" target="" switched=0 committed=0 brought_up="" IMAGES="" aux_changed=0 RETIRED=""
 }
 
 # recreate_all SHORT COLOR BACKUP: the app's other services, COLOR and the proxy recreated from
@@ -369,11 +472,33 @@ retire_old() {
 }
 
 # retire_standby: the target color about to be replaced is the warm standby: the proxy stops
-# sending it sessions first (they end with it: they are a release old).
+# sending it sessions first (they end with it: they are a release old). RETIRED (and the
+# journal) keep its commit, for restore_standby.
 retire_standby() {
   [[ -n $live && $live != app && $(upstream_standby) == "$target" ]] || return 0
-  step "replacing the warm standby $(container "$target") ($(color_commit "$target")): its sessions end"
+  RETIRED=$(color_commit "$target")
+  journal_set standby "$RETIRED"
+  step "replacing the warm standby $(container "$target") ($RETIRED): its sessions end"
   switch_to "$live" "" "$(color_port "$live")" || die "nginx did not accept the upstream without the standby"
+}
+
+# restore_standby: the undo of retire_standby, once the target's container is gone: the release
+# it ran is started again in its place and is the standby again, so a failed change leaves a
+# rollback the switch it was. Its sessions had ended. A failure here is said, and the live
+# release serves on without a standby.
+restore_standby() {
+  [[ -n $RETIRED && $target != app && $live != app && -n $live ]] || return 0
+  if [[ ! -f $(release_dir "$RETIRED")/$RELEASE_STACK_FILE ]] || ! docker image inspect "$API_REPO:$RETIRED" >/dev/null 2>&1; then
+    warn "the warm standby $RETIRED is not kept any more: none now"
+    return 0
+  fi
+  warn "bringing the warm standby $RETIRED back on $(container "$target")"
+  if (load_release "$RETIRED" && compose_release "$RETIRED" up -d --no-deps --no-build --force-recreate "$(container "$target")") &&
+    wait_healthy "$(container "$target")" "$HEALTH_TIMEOUT" && switch_to "$live" "$target" "$(color_port "$live")"; then
+    return 0
+  fi
+  warn "the warm standby $RETIRED did not come back: $live serves without one"
+  docker rm -f "$(container "$target")" >/dev/null 2>&1 || true
 }
 
 # mcp_gate: before any traffic moves, the new color must speak MCP as ChatGPT would reach it

@@ -8,17 +8,22 @@ request is retried with backoff (within the check's deadline) before it counts.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import contract
 from ..errors import ConfigError
 from . import certs
 from .http import CheckFailed, Deadline, Http, Reply, hint
 from .plugin import Perf, Report, Status, plural
 
 SERVICE = "LOOP"
+# X-Loop-Fallback's value when the proxy's warm standby answered for a live color that is down
+# (deploy/nginx/nginx.conf).
+STANDBY_FALLBACK = "standby"
 BACKOFF_SECONDS = 0.5
 
 
@@ -93,7 +98,28 @@ def check_endpoint(report: Report, http: Http, url: str, settings, expect: Expec
     slow = f" (slower than {crit if status == Status.CRITICAL else warn:g} s)" if status else ""
     report.add(status, f"{path} {reply.status} in {reply.seconds * 1000:.0f} ms{slow}{_retried(attempt)}")
     report.perfdata.append(Perf("time", round(reply.seconds, 3), "s", f"{warn:g}", f"{crit:g}"))
+    standby = served_by_standby(reply)
+    if standby:
+        report.add(Status.WARNING, f"the warm standby{standby} answers: the live release is down; "
+                                   f"`inv rollback` makes the standby live, `inv rebuild` deploys again")
+        report.details["served_by_standby"] = True
     return True
+
+
+def served_by_standby(reply: Reply) -> str:
+    """" (color, commit X)" (what is known of it) when loopctl's proxy sent the request to the
+    warm standby because the live color could not take it (its X-Loop-Fallback header), else ""."""
+    if reply.headers.get("x-loop-fallback", "").strip() != STANDBY_FALLBACK:
+        return ""
+    known = []
+    color = reply.headers.get("x-loop-color", "").strip()
+    if color in contract.COLORS:
+        known.append(color)
+    body = reply.json()
+    commit = body.get("commit") if isinstance(body, dict) else None
+    if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        known.append(f"commit {commit[:12]}")
+    return f" ({', '.join(known)})" if known else ""
 
 
 def check_jwks(report: Report, http: Http, url: str) -> None:
