@@ -27,7 +27,7 @@ def fail(verb: str, error: LoopError, secrets: Iterable[str] = ()) -> Exit:
     """One line, secrets and URL credentials blanked: messages may quote settings and flags, or
     end with a NAS command's stderr, which must not drive the terminal. Every verb's error is
     printed here; `secrets` are the loaded settings' (none when they did not load)."""
-    return Exit(f"inv {verb}: error: {error_line(str(error), secrets)}", error.code)
+    return Exit(f"inv {verb}: {error.label}: {error_line(str(error), secrets)}", error.code)
 
 
 def load_settings(verb: str, *required: str) -> settings_module.Settings:

@@ -18,22 +18,27 @@ from typing import Iterator
 
 from . import commands, contract, install, stackdef
 from .audit import performer
-from .errors import ConfigError, Locked, Refused, RemoteFailed
-from .facts import PREFLIGHT, STATUS, gather, releases as releases_fact
+from .errors import ConfigError, Locked, Refused, RemoteFailed, StillRunning
+from .facts import PREFLIGHT, STATUS, gather, read, releases as releases_fact
 from .session import Session
 from .stack import table
 from .sync import local_sync
+
+
+def check_drift(session: Session, drift: dict, allow_drift: bool, installed: bool = True) -> None:
+    """Refuse (or, allowed, warn about) NAS scripts that differ from this checkout's."""
+    if not install.is_in_sync(drift) or not installed:
+        message = f"the NAS scripts do not match this checkout: {install.describe_drift(drift)}"
+        if not allow_drift or len(drift["missing"]) == drift["files"]:
+            raise Refused(message + "; or pass --allow-drift to deploy with the NAS copies anyway")
+        session.warn(message)
 
 
 def preflight(session: Session, allow_drift: bool) -> None:
     """Refuse before changing anything: drifted scripts, another change running, a NAS that
     lacks a tool or whose loopctl home is not root's alone."""
     drift, state = gather(session.nas, install.DRIFT, PREFLIGHT)
-    if not install.is_in_sync(drift) or not state.installed:
-        message = f"the NAS scripts do not match this checkout: {install.describe_drift(drift)}"
-        if not allow_drift or len(drift["missing"]) == drift["files"]:
-            raise Refused(message + "; or pass --allow-drift to deploy with the NAS copies anyway")
-        session.warn(message)
+    check_drift(session, drift, allow_drift, state.installed)
     if state.lock:
         raise Locked(state.lock)
     if state.home_problems:
@@ -65,6 +70,9 @@ def run_detached(session: Session, name: str, argv: list[str]) -> dict[str, str]
     reason = script_error(result.stdout + result.stderr) or result.tail(1)
     if result.exited == contract.EXIT_LOCKED:
         raise Locked(reason)
+    if result.exited == contract.EXIT_STILL_RUNNING:
+        raise StillRunning(f"{name} still runs on the NAS, though the wrapper that waits for it there ended; "
+                           f"`inv status` shows when it is done")
     if result.exited in (contract.EXIT_NOTHING_TO_ROLL_BACK, contract.EXIT_REFUSED):
         raise Refused(reason)
     if result.exited == contract.EXIT_USAGE:
@@ -91,7 +99,7 @@ def show_summary(session: Session, summary: dict[str, str], started: float, sync
     session.say(f"==> {summary.get('old', '?')} -> {summary.get('new', '?')} on {summary.get('color', '?')} "
           f"in {time.monotonic() - started:.1f}s")
     timings = [("sync", f"{sync_seconds:.1f}s" if sync_seconds is not None else None)]
-    timings += [(key, summary.get(key)) for key in ("build", "healthy", "gate", "switch", "verify", "tools")]
+    timings += [(key, summary.get(key)) for key in ("build", "healthy", "gate", "aux", "switch", "verify", "tools")]
     session.say("    " + "  ".join(f"{key} {value}" for key, value in timings if value))
 
 
@@ -173,7 +181,9 @@ def rollback(session: Session, to: str | None) -> None:
     started = time.monotonic()
     if to is not None and not re.fullmatch(r"[0-9a-f]{4,40}", to):
         raise ConfigError(f"--to takes a commit id (4 to 40 hex digits), not {to!r}")
-    preflight(session, allow_drift=True)
+    # Only the scripts' drift here: rollback.sh checks the lock and the home itself, which
+    # saves a round trip through sudo before the switch (a rollback is meant to be quick).
+    check_drift(session, read(session.nas, install.DRIFT), allow_drift=True)
     flags = script_flags(session, session.settings.rollback_verify_seconds) + (["--to", to] if to else [])
     show_summary(session, run_script(session, commands.ROLLBACK_SCRIPT, flags), started, None)
 

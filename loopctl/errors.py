@@ -10,6 +10,7 @@ class LoopError(Exception):
     """A failure the user can act on: printed as one line, no traceback."""
 
     code = 1
+    label = "error"
 
 
 class ConfigError(LoopError):
@@ -55,3 +56,11 @@ class Locked(Refused):
 
     def __init__(self, holder: str):
         super().__init__(f"a deploy is already running: {holder.removeprefix('refused: ')}")
+
+
+class StillRunning(LoopError):
+    """The change goes on on the NAS, but its end was not seen here (the wrapper that waits for
+    it there ended first): neither a success nor a failure yet."""
+
+    code = 8
+    label = "not finished"

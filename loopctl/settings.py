@@ -191,8 +191,9 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds a new container has to become healthy"),
     Setting("DEPLOY_VERIFY_SECONDS", contract.DEPLOY_VERIFY_SECONDS, positive_int,
             "seconds to verify traffic through the proxy after a switch"),
-    Setting("ROLLBACK_VERIFY_SECONDS", contract.ROLLBACK_VERIFY_SECONDS, positive_int,
-            "seconds to verify traffic after a rollback's switch"),
+    Setting("ROLLBACK_VERIFY_SECONDS", contract.ROLLBACK_VERIFY_SECONDS, count,
+            "seconds to verify traffic after a rollback's switch (0: until the release answers through the "
+            "proxy; an MCP session through it follows either way)"),
     Setting("DEPLOY_BUILD_TIMEOUT", contract.BUILD_TIMEOUT, positive_int,
             "seconds a build may take before it is stopped and undone"),
     Setting("KEEP_RELEASES", contract.KEEP_RELEASES, positive_int, "release images kept for rollback --to"),

@@ -12,12 +12,13 @@ usage() {
 usage: detach.sh deploy-blue-green|rollback|rebuild-all|restart [FLAGS...]
 
 Runs SCRIPT.sh from this folder detached (setsid), logging to $LOOPCTL_HOME/$RUNS_DIR/,
-and streams the log; exits with the script's status. \`detach.sh SCRIPT --help\` shows its flags.
+and streams the log; exits with the script's status ($EXIT_STILL_RUNNING: the wrapper that waits for it
+ended first, and the script still runs). \`detach.sh SCRIPT --help\` shows its flags.
 USAGE
 }
 
 main() {
-  local name=${1:-} id log pid runs=$LOOPCTL_HOME/$RUNS_DIR
+  local name=${1:-} id log pid script runs=$LOOPCTL_HOME/$RUNS_DIR
   # Only the known scripts: sudoers may allow this one, it must not run anything else.
   case $name in
     --help | -h) usage; exit 0 ;;
@@ -32,14 +33,24 @@ main() {
   id=$(date -u +%Y%m%dT%H%M%SZ)-$name-$$
   log=$runs/$id.log
   : >"$log"
+  # The wrapper starts the script, notes its pid, and writes its exit status when it ends.
   # shellcheck disable=SC2016  # expanded by the inner bash: $1 is the log, then the command
-  setsid bash -c '"${@:2}" >"$1" 2>&1 </dev/null; echo $? >"$1.rc"' detached "$log" \
+  setsid bash -c '"${@:2}" >"$1" 2>&1 </dev/null & echo $! >"$1.pid"; wait $!; echo $? >"$1.rc"' detached "$log" \
     "$(dirname "$0")/$name.sh" "$@" &
   pid=$!
   step "$name runs on the NAS as $id (log: $log)"
-  tail -n +1 -s 0.2 --pid="$pid" -f "$log" || true
-  [[ -s $log.rc ]] || die "$name ended without an exit status; see $log"
-  exit "$(cat "$log.rc")"
+  # Polled every 50 ms: the end of a rollback shows at once.
+  tail -n +1 -s 0.05 --pid="$pid" -f "$log" || true
+  # Reaped quietly: bash would report a killed wrapper on stderr.
+  { wait "$pid"; } 2>/dev/null || true
+  [[ ! -s $log.rc ]] || exit "$(cat "$log.rc")"
+  # The wrapper is gone without a status (killed): the script may well go on without it.
+  script=$(cat "$log.pid" 2>/dev/null || true)
+  if [[ $script =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$script/cmdline" 2>/dev/null | grep -qF "/$name.sh"; then
+    printf '%s still runs on the NAS (its wrapper ended; log: %s)\n' "$name" "$log" >&2
+    exit "$EXIT_STILL_RUNNING"
+  fi
+  die "$name ended without an exit status; see $log"
 }
 
 main "$@"

@@ -47,8 +47,10 @@ tools_fact() {
   [[ $(realpath -m /loopctl-probe/x 2>/dev/null) == /loopctl-probe/x && $(realpath -e / 2>/dev/null) == / ]] ||
     echo "realpath does not support -e and -m (GNU coreutils needed)"
   ((BASH_VERSINFO[0] >= 4)) || echo "bash is older than 4"
-  # pick_compose ran the Compose it chose, and read its version.
-  if [[ ${COMPOSE_MAJOR:-} == 1 ]] && ! version_at_least "${COMPOSE_FOUND:-0}" "$COMPOSE_V1_MIN"; then
+  # pick_compose runs the Compose it chooses, and reads its version.
+  if ! ((${#COMPOSE[@]})) && ! pick_compose; then
+    echo "$STACK_PROBLEM"
+  elif [[ ${COMPOSE_MAJOR:-} == 1 ]] && ! version_at_least "${COMPOSE_FOUND:-0}" "$COMPOSE_V1_MIN"; then
     echo "Compose ${COMPOSE_FOUND:-?} (${COMPOSE[*]}) is older than $COMPOSE_V1_MIN, the oldest v1 loopctl works with (--env-file, config --no-interpolate): install Compose v2 (Container Manager)"
   fi
 }

@@ -54,6 +54,14 @@ parse_flags() {
   [[ $HEALTH_TIMEOUT =~ ^[0-9]+$ && $VERIFY_SECONDS =~ ^[0-9]+$ ]] || usage_error
 }
 
+# refuse_unsafe_home: what `inv setup` checks and a deploy's preflight refuses, for a change
+# that runs without that preflight (a rollback, to switch sooner).
+refuse_unsafe_home() {
+  local why
+  why=$(unsafe_home; rw_mounts_of_home)
+  [[ -z $why ]] || die "the loopctl home is not safe for root: $(head -n 1 <<<"$why") (run 'inv setup')" "$EXIT_REFUSED"
+}
+
 # --- the transaction: undone on any failure before it commits ------------------------------
 
 # State of a deploy or rollback in progress, read by finish_change; the T_ stamps by the
@@ -61,9 +69,8 @@ parse_flags() {
 # shellcheck disable=SC2034  # set and read by the scripts that source this file
 live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0 T_GATE=0 TOOLS_SUMMARY="" RECOVERED="" RECOVERING=0
 # IMAGES: the tags the build moves, as they were before it (note_images); aux_changed: the
-# app's other services were brought up on the new release (update_aux). T_AUX: how long the
-# ones replaced were down, for the summary.
-IMAGES="" aux_changed=0 T_AUX="" RETIRED=""
+# app's other services were brought up on the new release (update_aux), in T_AUX milliseconds.
+IMAGES="" aux_changed=0 T_AUX=0 RETIRED=""
 
 # --- the app's other services: changed after the gate, put back by the undo ----------------
 
@@ -119,6 +126,7 @@ restore_images() {
 # update_aux: once the gate passed, the app's other services on the new release. Compose
 # replaces only those whose definition or image changed; each replaced one is waited for.
 update_aux() {
+  T_AUX=0
   [[ -n $AUX_SERVICES ]] || return 0
   local service before after t0 id name
   local -A was=()
@@ -135,9 +143,10 @@ update_aux() {
       name=$(docker inspect -f '{{.Name}}' "$id")
       wait_healthy "${name#/}" "$HEALTH_TIMEOUT" || die "${name#/} did not become healthy on the new release"
     done
-    T_AUX+="${T_AUX:+ }$service=$(elapsed "$t0" "$(ms_now)")"
     step "$service replaced and healthy in $(elapsed "$t0" "$(ms_now)")"
   done
+  # shellcheck disable=SC2034  # read by the deploy's summary
+  T_AUX=$(($(ms_now) - t0))
 }
 
 # restore_aux: the undo of update_aux: every tag back where it was and, if the services had

@@ -98,8 +98,14 @@ read_stack_env() {
   # colors or progress bars in logs; no warnings about orphans (the app's own containers are
   # this project's too).
   export COMPOSE_IGNORE_ORPHANS=true COMPOSE_ANSI=never COMPOSE_MENU=false BUILDKIT_PROGRESS=plain
-  pick_compose || return 1
   STACK_LOADED=0
+}
+
+# need_compose: COMPOSE picked (pick_compose) at its first use, not on every load: finding it
+# runs Compose (0.1 s), and a rollback to the warm standby or `inv status` never needs it.
+COMPOSE=()
+need_compose() {
+  ((${#COMPOSE[@]})) || pick_compose || die "$STACK_PROBLEM" "$EXIT_USAGE"
 }
 
 # read_env_file FILE NAMES...: assign NAME=VALUE lines for exactly the NAMES given; values are

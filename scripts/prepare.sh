@@ -92,6 +92,7 @@ main() {
   done
   [[ $commit =~ ^[0-9a-f]{40}$ ]] || usage_error
   load_stack_env
+  need_compose
   take_lock prepare "${commit:0:12}"
   trap release_lock EXIT
   install -d -m 0700 "$BUILD"

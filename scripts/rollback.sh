@@ -109,6 +109,7 @@ main() {
   done
   [[ -z $to || $to =~ ^[0-9a-f]{4,40}$ ]] || die "--to expects a commit id (hex), got '$to'" "$EXIT_USAGE"
   load_stack_env
+  refuse_unsafe_home
   take_lock rollback "${to:-previous}"
   trap finish_change EXIT
   recover_change

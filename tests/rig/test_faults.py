@@ -164,7 +164,7 @@ STEPS = {
     # step: (how the kill is timed, the line or the docker arguments that time it)
     "build": ("line", "==> deploy "),
     "health": ("line", "waiting for loop-api-"),
-    "upstream replaced, before the reload": ("docker", "nginx -q -c /etc/loop-nginx/nginx.conf -s reload"),
+    "upstream replaced, before the reload": ("docker", "-s reload || exit 2"),
     "verify": ("line", "==> verifying through the proxy"),
 }
 
