@@ -99,18 +99,19 @@ def check_endpoint(report: Report, http: Http, url: str, settings, expect: Expec
     report.add(status, f"{path} {reply.status} in {reply.seconds * 1000:.0f} ms{slow}{_retried(attempt)}")
     report.perfdata.append(Perf("time", round(reply.seconds, 3), "s", f"{warn:g}", f"{crit:g}"))
     standby = served_by_standby(reply)
-    if standby:
+    if standby is not None:
         report.add(Status.WARNING, f"the warm standby{standby} answers: the live release is down; "
                                    f"`inv rollback` makes the standby live, `inv rebuild` deploys again")
         report.details["served_by_standby"] = True
     return True
 
 
-def served_by_standby(reply: Reply) -> str:
-    """" (color, commit X)" (what is known of it) when loopctl's proxy sent the request to the
-    warm standby because the live color could not take it (its X-Loop-Fallback header), else ""."""
+def served_by_standby(reply: Reply) -> str | None:
+    """When loopctl's proxy sent the request to the warm standby because the live color could
+    not take it (its X-Loop-Fallback header): " (color, commit X)", what can be checked of it
+    ("" if nothing); else None."""
     if reply.headers.get("x-loop-fallback", "").strip() != STANDBY_FALLBACK:
-        return ""
+        return None
     known = []
     color = reply.headers.get("x-loop-color", "").strip()
     if color in contract.COLORS:

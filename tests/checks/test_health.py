@@ -19,6 +19,29 @@ def test_healthy_app_is_ok_with_perfdata(inv, health_server):
     assert run.stderr == ""
 
 
+def test_the_warm_standby_answering_for_the_live_release_is_a_warning_naming_it(inv, health_server):
+    """loopctl's proxy marks what the standby answered because the live color is down."""
+    base, behaviour = health_server
+    behaviour.headers = {"X-Loop-Fallback": "standby", "X-Loop-Color": "green"}
+    behaviour.extra = {"commit": "0123456789abcdef"}
+    run = inv("health", PUBLIC_URL=base)
+    assert run.code == 1, run
+    assert run.line.startswith("LOOP WARNING - the warm standby (green, commit 0123456789ab) answers: the live "
+                               "release is down; `inv rollback` makes the standby live"), run.line
+    assert run.line.endswith(f"| {TIME}") or re.search(TIME, run.line), run.line
+
+
+def test_a_fallback_header_names_only_what_it_can_check(inv, health_server):
+    base, behaviour = health_server
+    behaviour.headers = {"X-Loop-Fallback": "standby", "X-Loop-Color": "purple; rm -rf"}
+    behaviour.extra = {"commit": "not a commit"}
+    run = inv("health", PUBLIC_URL=base)
+    assert run.code == 1, run
+    assert run.line.startswith("LOOP WARNING - the warm standby answers: the live release is down"), run.line
+    behaviour.headers = {"X-Loop-Fallback": "something else"}
+    assert inv("health", PUBLIC_URL=base).code == 0
+
+
 def test_quiet_prints_nothing_when_ok(inv, health_server):
     base, _ = health_server
     run = inv("health", "--quiet", PUBLIC_URL=base)

@@ -10,8 +10,10 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 RIG_STATE = Path(os.environ.get("RIG_STATE", "/var/lib/loop-rig"))
@@ -128,6 +130,27 @@ def commit_change(label: str, *, health_status: int = 200) -> str:
     main.write_text("\n".join(lines) + "\n")
     git = ["git", "-C", str(WORKSTATION)]
     subprocess.run([*git, "commit", "-qam", f"test: {label}"], check=True)
+    return subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@contextmanager
+def edited_main(label: str, edit) -> Iterator[str]:
+    """Commit an edit of the example app's api/main.py in the workstation clone (yields the short
+    commit); afterwards a commit puts the file back as it was."""
+    main = WORKSTATION / "api" / "main.py"
+    before = main.read_text()
+    main.write_text(edit(before))
+    try:
+        yield commit_all(f"test: {label}")
+    finally:
+        main.write_text(before)
+        commit_all(f"test: {label} undone")
+
+
+def commit_all(message: str) -> str:
+    git = ["git", "-C", str(WORKSTATION)]
+    subprocess.run([*git, "commit", "-qam", message], check=True)
     return subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
 

@@ -106,8 +106,11 @@ def test_the_live_color_removed_or_stopped_by_hand_then_rollback_and_rebuild(key
         rolled = inv("rollback")
     report(f"live color {how}", load)
     word = "missing" if how == "rm -f" else "exited"
-    assert f"the live color's container is {word}" in status.stdout, status.stdout
+    assert f"the live color's container is {word}: the proxy sends its requests to the warm standby" \
+        in status.stdout, status.stdout
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    # The standby served from the moment the live color went: no request failed.
+    assert load.failures == [], load.failures[:5]
     assert serving() == (other(live), standby)
     assert_the_bar(keys)
     next_rebuild_works("live-gone")

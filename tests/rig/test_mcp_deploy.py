@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import http.client
 import re
-import subprocess
 import time
-from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
 from .mcp_clients import FreshSessions, HeldSession
-from .support import (APP_DIR, LOOPCTL_HOME, PROXY, WORKSTATION, Load, commit_change, get, inv, running_api_colors,
-                      serving, sh)
+from .support import (APP_DIR, LOOPCTL_HOME, PROXY, Load, commit_change, edited_main, get, inv,
+                      running_api_colors, serving, sh)
 
 UPSTREAM = f"{LOOPCTL_HOME}/state/nginx/upstream.conf"
 
@@ -31,27 +28,6 @@ def image_of(color: str) -> str:
 def standby_in_upstream() -> str:
     found = re.search(r"\$loop_standby_color \{ default (\w+); \}", sh(f"cat {UPSTREAM}").stdout)
     return found.group(1) if found else ""
-
-
-@contextmanager
-def edited_main(label: str, edit) -> Iterator[str]:
-    """Commit an edit of the example app's api/main.py in the workstation clone (yields the short
-    commit); afterwards a commit puts the file back as it was."""
-    main = WORKSTATION / "api" / "main.py"
-    before = main.read_text()
-    main.write_text(edit(before))
-    try:
-        yield commit_all(f"test: {label}")
-    finally:
-        main.write_text(before)
-        commit_all(f"test: {label} undone")
-
-
-def commit_all(message: str) -> str:
-    git = ["git", "-C", str(WORKSTATION)]
-    subprocess.run([*git, "commit", "-qam", message], check=True)
-    return subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 def assert_nothing_changed(color: str, commit: str, releases_before: str) -> None:

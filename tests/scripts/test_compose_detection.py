@@ -32,7 +32,7 @@ def run_lib(tmp_path, docker_script: str, then: str, version: str = "auto",
     release = home / "releases" / "0123456789ab"
     release.mkdir(parents=True)
     (release / "stack.json").write_text("{}")
-    return subprocess.run(["bash", "-c", f". {home}/scripts/lib-deploy.sh && load_stack_env && {then}"],
+    return subprocess.run(["bash", "-c", f". {home}/scripts/lib-deploy.sh && load_stack_env && need_compose && {then}"],
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CALLS": str(tmp_path / "calls")})
 
 
@@ -86,3 +86,18 @@ def test_a_compose_v1_too_old_is_named_by_setup(tmp_path):
                    "v1", old)
     assert f"Compose 1.24.1 ({tmp_path}/bin/docker-compose) is older than 1.25, the oldest v1 loopctl works with" \
         in done.stdout, done.stdout + done.stderr
+
+
+def test_compose_is_picked_only_when_a_script_uses_it(tmp_path):
+    """Finding Compose runs it (0.1 s): loading the stack settings alone does not, so a rollback to
+    the warm standby and `inv status` never pay for it."""
+    docker = '#!/bin/sh\necho "$*" >> "$CALLS"\n[ "$2 $3" = "version --short" ] && echo 2.40.3\nexit 0\n'
+    home = tmp_path / "probe"
+    home.mkdir()
+    done = run_lib(home, docker, "true")
+    assert done.returncode == 0, done.stderr
+    assert (home / "calls").read_text() == "compose version --short\n"
+    lazy = subprocess.run(["bash", "-c", f". {home}/home/scripts/lib-deploy.sh && load_stack_env && echo ${{#COMPOSE[@]}}"],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CALLS": str(home / "calls2")})
+    assert (lazy.returncode, lazy.stdout) == (0, "0\n"), lazy.stderr
+    assert not (home / "calls2").exists()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,6 +21,8 @@ class Behaviour:
     delay: float = 0.0
     failures_left: int = 0  # answer 503 this many times first
     requests: int = 0
+    headers: dict = field(default_factory=dict)  # sent with the JSON answer (loopctl's proxy adds some)
+    extra: dict = field(default_factory=dict)  # more fields in it
 
 
 def health_app(behaviour: Behaviour):
@@ -34,7 +36,8 @@ def health_app(behaviour: Behaviour):
             return HTMLResponse(LOGIN_PAGE)
         if behaviour.mode == "down":
             return HTMLResponse(NGINX_502, status_code=502)
-        return JSONResponse({"status": "degraded" if behaviour.mode == "degraded" else "ok", "version": "4.1"})
+        return JSONResponse({"status": "degraded" if behaviour.mode == "degraded" else "ok", "version": "4.1",
+                             **behaviour.extra}, headers=behaviour.headers)
 
     async def jwks(request: Request) -> Response:
         return JSONResponse(JWKS)
