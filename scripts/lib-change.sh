@@ -496,7 +496,8 @@ retire_standby() {
 # rollback the switch it was. Its sessions had ended. A failure here is said, and the live
 # release serves on without a standby.
 restore_standby() {
-  [[ -n $RETIRED && $target != app && $live != app && -n $live ]] || return 0
+  # Only once the change had replaced it (bring_up created comes after the standby left the proxy).
+  [[ -n $RETIRED && $brought_up == created && $target != app && $live != app && -n $live ]] || return 0
   if [[ ! -f $(release_dir "$RETIRED")/$RELEASE_STACK_FILE ]] || ! docker image inspect "$API_REPO:$RETIRED" >/dev/null 2>&1; then
     warn "the warm standby $RETIRED is not kept any more: none now"
     return 0
@@ -507,7 +508,6 @@ restore_standby() {
     return 0
   fi
   warn "the warm standby $RETIRED did not come back: $live serves without one"
-  docker rm -f "$(container "$target")" >/dev/null 2>&1 || true
 }
 
 # mcp_gate: before any traffic moves, the new color must speak MCP as ChatGPT would reach it
@@ -515,12 +515,13 @@ restore_standby() {
 # compared with the live release's, and removing one needs --allow-tool-removal. Sets
 # TOOLS_SUMMARY ("2->1") and T_GATE (milliseconds).
 mcp_gate() {
-  local name ip t0 new
+  local name ip t0 new transport
   name=$(container "$target")
   ip=$(container_ip "$name")
   [[ -n $ip ]] || die "$name has no network address to check MCP on"
   t0=$(ms_now)
   mcp_tools "http://$ip:$CONTAINER_PORT" || die "the MCP gate failed on $name: $MCP_ERROR"
+  transport="$MCP_TRANSPORT, protocol $MCP_REVISION"
   if [[ -n $MCP_AUTH ]]; then
     warn "$APP_MCP_PATH on $name answers $MCP_AUTH (authorization required): only that was checked, tools not compared"
     TOOLS_SUMMARY=unknown T_GATE=$(($(ms_now) - t0))
@@ -537,7 +538,7 @@ mcp_gate() {
     MCP_COMPARED="tools: ? -> ${MCP_COMPARED##* }"
   fi
   T_GATE=$(($(ms_now) - t0))
-  step "MCP gate passed on $name in $(elapsed 0 "$T_GATE"); $MCP_COMPARED"
+  step "MCP gate passed on $name in $(elapsed 0 "$T_GATE"); $MCP_COMPARED; $transport"
   # shellcheck disable=SC2034  # read by the deploy's summary
   TOOLS_SUMMARY=$(sed -E 's/^tools: ([^ ,]+) -> ([^ ,]+).*/\1->\2/; s/^tools: ([^ ,]+)$/\1/' <<<"$MCP_COMPARED")
   if [[ -n $MCP_REMOVED && $ALLOW_TOOL_REMOVAL != 1 ]]; then

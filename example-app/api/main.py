@@ -3,6 +3,10 @@
 MCP transport (env LOOP_MCP_TRANSPORT):
   sse (default)  legacy HTTP+SSE: GET /mcp opens the stream, messages are POSTed to /mcp/messages/
   streamable     Streamable HTTP at /mcp, stateful (Mcp-Session-Id)
+  stateless      Streamable HTTP at /mcp with no sessions and JSON replies (the SDK's
+                 stateless_http and json_response: what servers adopt so a deploy loses nothing)
+  modern         MCP 2026-07-28 only: server/discover and self-contained requests; `initialize`
+                 (every revision before it) is refused as an unknown method
 MCP itself is not behind sign-in. The OAuth endpoints are a minimal authorization server
 for ChatGPT-style clients: dynamic client registration stored in oauth.db, an /authorize
 that approves at once (no user login: this is a stand-in) and a /token that issues RS256
@@ -32,6 +36,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 from mcp.server.transport_security import TransportSecuritySettings
 
 from . import signing, store
@@ -47,8 +52,9 @@ COLOR = _env("LOOPCTL_COLOR")
 PUBLIC_URL = _env("PUBLIC_URL", "http://127.0.0.1:8082").rstrip("/")
 AUTH_URL = _env("LOOP_AUTH_URL", "http://loop-auth:8084").rstrip("/")
 TRANSPORT = _env("LOOP_MCP_TRANSPORT", "sse").lower()
-if TRANSPORT not in ("sse", "streamable"):
-    raise SystemExit(f"LOOP_MCP_TRANSPORT={TRANSPORT!r}: expected 'sse' (default) or 'streamable'")
+TRANSPORTS = ("sse", "streamable", "stateless", "modern")
+if TRANSPORT not in TRANSPORTS:
+    raise SystemExit(f"LOOP_MCP_TRANSPORT={TRANSPORT!r}: expected one of {', '.join(TRANSPORTS)} (default sse)")
 
 ACCESS_TOKEN_SECONDS = 3600
 REFRESH_TOKEN_SECONDS = 30 * 24 * 3600
@@ -57,7 +63,14 @@ SCOPES = ["mcp"]
 
 # --- MCP ------------------------------------------------------------------------------------
 
-mcp = MCPServer("loop")
+async def only_2026_07_28(ctx, call_next):
+    """The `modern` transport: a server that has left every revision before 2026-07-28."""
+    if ctx.method == "initialize":
+        raise MCPError(-32601, "Method not found: initialize (this server speaks MCP 2026-07-28 only)")
+    return await call_next(ctx)
+
+
+mcp = MCPServer("loop", middleware=[only_2026_07_28] if TRANSPORT == "modern" else None)
 
 
 @mcp.tool()
@@ -74,17 +87,19 @@ def vault_list() -> list[str]:
 
 # Behind nginx the Host header is the public name, so DNS-rebinding checks stay off here.
 _no_rebinding_check = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-if TRANSPORT == "streamable":
-    mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=_no_rebinding_check)
-else:
+if TRANSPORT == "sse":
     mcp_app = mcp.sse_app(sse_path="/mcp", message_path="/mcp/messages/", transport_security=_no_rebinding_check)
+else:
+    sessionless = TRANSPORT in ("stateless", "modern")
+    mcp_app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=_no_rebinding_check,
+                                      stateless_http=sessionless, json_response=sessionless)
 
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI):
     # A mounted app's lifespan is not run by its parent: the Streamable HTTP session
     # manager (its task group) has to be started here.
-    if TRANSPORT == "streamable":
+    if TRANSPORT != "sse":
         async with mcp.session_manager.run():
             yield
     else:

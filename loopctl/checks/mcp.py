@@ -141,13 +141,15 @@ def connect(http: Http, url: str, auth: dict[str, str]) -> tuple[Wire, proto.Han
     raise CheckFailed(f"not an MCP endpoint: {', '.join(answers)}")
 
 
-def count_tools(wire: Wire) -> int:
-    total, cursor = 0, None
+def list_tools(wire: Wire) -> list[str]:
+    """The tools' names, every page read, sorted: what the deploy's gate compares between releases."""
+    names: set[str] = set()
+    cursor = None
     for _ in range(proto.TOOL_PAGES):
-        count, cursor = proto.tools_page(wire.call("tools/list", {"cursor": cursor} if cursor else None))
-        total += count
+        page, cursor = proto.tools_page(wire.call("tools/list", {"cursor": cursor} if cursor else None))
+        names.update(page)
         if cursor is None:
-            return total
+            return sorted(names)
     raise CheckFailed(f"tools/list: still paging after {proto.TOOL_PAGES} pages")
 
 
@@ -156,18 +158,22 @@ def check(report: Report, http: Http, url: str, auth: dict[str, str]) -> None:
     wire, handshake = connect(http, url, auth)
     opened = time.monotonic()
     try:
-        tools = count_tools(wire)
+        names = list_tools(wire)
     finally:
         wire.close()
+    tools = len(names)
     timings = {"handshake": opened - started, "tools_list": time.monotonic() - opened}
+    # Said in the OK line, so the operator knows before a connector drops it.
+    deprecated = " (deprecated since 2025-03-26)" if handshake.transport == SseWire.transport else ""
     report.add(Status.OK, (
-        f"{handshake.transport}, protocol {handshake.version}, server {handshake.server}, {plural(tools, 'tool')}; "
-        f"handshake {timings['handshake'] * 1000:.0f} ms, tools/list {timings['tools_list'] * 1000:.0f} ms"))
+        f"{handshake.transport}{deprecated}, protocol {handshake.version}, server {handshake.server}, "
+        f"{plural(tools, 'tool')}; handshake {timings['handshake'] * 1000:.0f} ms, "
+        f"tools/list {timings['tools_list'] * 1000:.0f} ms"))
     report.perfdata += [Perf("handshake", round(timings["handshake"], 3), "s"), Perf("tools", tools)]
     report.details.update(
         transport=handshake.transport, protocol_version=handshake.version,
         server_name=handshake.server_name, server_version=handshake.server_version,
-        capabilities=handshake.capabilities, tools=tools,
+        capabilities=handshake.capabilities, tools=tools, tool_names=names,
         timings_ms={name: round(seconds * 1000, 1) for name, seconds in timings.items()},
     )
 

@@ -8,6 +8,7 @@ Revisions and error codes follow the 2026-07-28 specification.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,10 +145,22 @@ def supports_modern(result: dict[str, Any]) -> bool:
     return isinstance(versions, list) and MODERN_VERSION in versions
 
 
-def tools_page(result: dict[str, Any]) -> tuple[int, str | None]:
-    """(tools on this page, cursor of the next page or None)."""
+# What the deploy's gate keeps too (scripts/lib-mcp.sh): names in the specification's characters,
+# and cursors it can send back as they came.
+TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+CURSOR = re.compile(r"[A-Za-z0-9+/=_.:-]{1,256}")
+
+
+def tools_page(result: dict[str, Any]) -> tuple[list[str], str | None]:
+    """(the names of the tools on this page that are plain words, cursor of the next page or None)."""
     tools = result.get("tools")
     if not isinstance(tools, list):
         raise CheckFailed("tools/list: the result has no tools list")
+    names = [tool["name"] for tool in tools
+             if isinstance(tool, dict) and isinstance(tool.get("name"), str) and TOOL_NAME.fullmatch(tool["name"])]
     cursor = result.get("nextCursor")
-    return len(tools), cursor if isinstance(cursor, str) and cursor else None
+    if not isinstance(cursor, str) or not cursor:
+        return names, None
+    if not CURSOR.fullmatch(cursor):
+        raise CheckFailed("tools/list: a cursor that is not a plain word")
+    return names, cursor

@@ -16,6 +16,7 @@ from .http import CheckFailed, Exchange, Until
 
 _LINE = re.compile(r"\r\n|\r|\n")
 LINE_LIMIT = 1024 * 1024  # characters; an MCP message is a few KiB
+STREAM_LIMIT = 1024 * 1024  # bytes of one stream, all its events together
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,25 @@ class EventParser:
 
 
 class EventStream:
-    """The events of one streaming exchange, each awaited until a moment the caller picks."""
+    """The events of one streaming exchange, each awaited until a moment the caller picks. At
+    most STREAM_LIMIT bytes of it are read in all, as the deploy's gate does (scripts/lib-mcp.sh):
+    a stream that sends without end is refused, not followed until the deadline."""
 
     def __init__(self, exchange: Exchange):
         self.exchange = exchange
         self._parser = EventParser()
         self._pending: list[Event] = []
+        self._read = 0
 
     def next(self, until: Until) -> Event:
         while not self._pending:
             chunk = self.exchange.next_chunk(until)
             if chunk is None:
                 raise CheckFailed("the stream ended")
+            self._read += len(chunk)
+            if self._read > STREAM_LIMIT:
+                self.exchange.close()
+                raise CheckFailed(f"answer larger than {STREAM_LIMIT / 1048576:g} MiB")
             self._pending.extend(self._parser.feed(chunk))
         return self._pending.pop(0)
 

@@ -67,6 +67,8 @@ def _served(build):
 
 sse_server = _served(mcp_apps.production_sse_app)
 streamable_server = _served(mcp_apps.streamable_app)
+stateless_server = _served(mcp_apps.stateless_app)
+modern_only_server = _served(mcp_apps.modern_only_app)
 handshake_server = _served(mcp_apps.handshake_only_app)
 declines_modern_server = _served(mcp_apps.declines_modern_app)
 header_dropping_server = _served(mcp_apps.method_header_dropping_proxy_app)

@@ -131,11 +131,11 @@ def _bounded(run: Measured, baseline: float, *, seconds: float = DEADLINE) -> No
 
 
 MCP_CASES = [
-    ("endless-events", "server/discover: no answer within"),
-    ("get-endless-events", "GET /get-endless-events/mcp: no endpoint event on the SSE stream (no answer within"),
-    ("endless-line", "server/discover: an event-stream line longer than 1 MiB"),
-    ("get-endless-line", "no endpoint event on the SSE stream (an event-stream line longer than 1 MiB)"),
-    ("get-endless-data", "no endpoint event on the SSE stream (an event larger than 1 MiB)"),
+    ("endless-events", "server/discover: answer larger than 1 MiB"),
+    ("get-endless-events", "GET /get-endless-events/mcp: no endpoint event on the SSE stream (answer larger than 1 MiB)"),
+    ("endless-line", "server/discover: answer larger than 1 MiB"),
+    ("get-endless-line", "no endpoint event on the SSE stream (answer larger than 1 MiB)"),
+    ("get-endless-data", "no endpoint event on the SSE stream (answer larger than 1 MiB)"),
     ("huge-body", "answer larger than 1 MiB"),
     ("gzip-bomb", "answer larger than 1 MiB"),
     ("deep-json", "POST /deep-json/mcp: HTTP 200 (application/json '[[[["),

@@ -8,12 +8,15 @@ import re
 from .servers.mcp_apps import TOKEN
 
 NUM = r"\d+(?:\.\d+)?"
-TAIL = rf"; handshake \d+ ms, tools/list \d+ ms \| time={NUM}s;;;0 handshake={NUM}s;;;0 tools=2;;;0"
+PERF = rf" \| time={NUM}s;;;0 handshake={NUM}s;;;0 tools=2;;;0"
 SERVER = r'server "loop-test" 1\.2\.3, 2 tools'
+DEPRECATED = r" \(deprecated since 2025-03-26\)"
 
 
 def ok_line(transport: str, version: str) -> re.Pattern:
-    return re.compile(rf"LOOP MCP OK - {transport}, protocol {version}, {SERVER}{TAIL}")
+    note = DEPRECATED if transport.startswith("legacy") else ""
+    return re.compile(rf"LOOP MCP OK - {transport}{note}, protocol {version}, {SERVER}; handshake \d+ ms, "
+                      rf"tools/list \d+ ms{PERF}")
 
 
 def critical(reason: str) -> re.Pattern:

@@ -21,11 +21,17 @@ URL = f"http://{PROXY[0]}:{PROXY[1]}/mcp"
 
 @asynccontextmanager
 async def open_session(transport: str):
-    """An initialized SDK session through the proxy, on the given transport (sse: legacy HTTP+SSE)."""
+    """An SDK session through the proxy, ready for tool calls, on the example app's transport
+    (its LOOP_MCP_TRANSPORT): sse is legacy HTTP+SSE; streamable and stateless open with
+    `initialize` over Streamable HTTP; modern opens as ChatGPT's connectors now do, with
+    2026-07-28's `server/discover` (that server knows nothing else)."""
     client = sse_client(URL, sse_read_timeout=900) if transport == "sse" else streamable_http_client(URL)
     async with client as streams:
         async with ClientSession(streams[0], streams[1]) as session:
-            await session.initialize()
+            if transport == "modern":
+                await session.discover()
+            else:
+                await session.initialize()
             yield session
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import http.client
 import re
+import subprocess
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -187,24 +190,32 @@ def post_message(path: str) -> tuple[int, dict, bytes]:
         conn.close()
 
 
-@pytest.fixture
-def streamable(deployed):
-    """The app built for Streamable HTTP: its checkout's .env (untracked, as production's)
-    says so, and loopctl deploys the compose file as the app defines it. Put back after."""
+@contextmanager
+def app_transport(transport: str) -> Iterator[subprocess.CompletedProcess]:
+    """The app built for another MCP transport (its LOOP_MCP_TRANSPORT): its checkout's .env
+    (untracked, as production's) says so, and loopctl deploys the compose file as the app
+    defines it. Yields that rebuild; afterwards legacy HTTP+SSE again, deployed."""
     env = f"{APP_DIR}/.env"
     before = sh(f"cat {env}", check=False).stdout
-    sh(f"printf '%s\\nLOOP_MCP_TRANSPORT=streamable\\n' \"$(grep -v ^LOOP_MCP_TRANSPORT= {env} || true)\" "
+    sh(f"printf '%s\\nLOOP_MCP_TRANSPORT={transport}\\n' \"$(grep -v ^LOOP_MCP_TRANSPORT= {env} || true)\" "
        f"> {env}.new && chown --reference={env} {env}.new && mv {env}.new {env}")
     try:
-        commit_change(f"streamable-{time.time()}")
+        commit_change(f"{transport}-{time.time()}")
         result = inv("rebuild")
         assert result.returncode == 0, result.stdout + result.stderr
-        yield
+        yield result
     finally:
         sh(f"cat > {env} <<'EOF'\n{before}EOF")
         commit_change(f"sse-again-{time.time()}")
         back = inv("rebuild")
         assert back.returncode == 0, back.stdout + back.stderr
+        assert "legacy HTTP+SSE, protocol" in back.stdout, back.stdout
+
+
+@pytest.fixture
+def streamable(deployed):
+    with app_transport("streamable"):
+        yield
 
 
 def test_streamable_http_sessions_follow_their_color_through_rebuild_and_rollback(streamable):
@@ -220,3 +231,28 @@ def test_streamable_http_sessions_follow_their_color_through_rebuild_and_rollbac
     assert held.failures == [], held.failures[:5]
     assert fresh.failures == [], fresh.failures[:5]
     assert serving()[0] == old_color
+
+
+# A release may change transport: from legacy HTTP+SSE to a Streamable HTTP server without
+# sessions (JSON replies), or to one that speaks only MCP 2026-07-28 (no `initialize`), and
+# back. The gate judges the candidate by what it serves and compares tools across transports;
+# clients of the new transport lose nothing through a rebuild and a rollback.
+@pytest.mark.parametrize("transport", ["stateless", "modern"])
+def test_a_release_that_changes_transport_deploys_and_rolls_back_losing_nothing(deployed, transport):
+    with app_transport(transport) as moved:
+        assert re.search(r"MCP gate passed on loop-api-\w+ in [\d.]+s; tools: 2 -> 2; Streamable HTTP, protocol "
+                         r"2026-07-28", moved.stdout), moved.stdout
+        old_color, old_commit = serving()
+        commit_change(f"{transport}-held-{time.time()}")
+        with HeldSession(transport) as held, FreshSessions(transport) as fresh, Load(rate=20) as load:
+            rebuilt = inv("rebuild")
+            assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+            assert serving()[0] == other(old_color)
+            time.sleep(1)
+            rolled = inv("rollback")
+            assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+            time.sleep(1)
+        assert held.failures == [] and fresh.failures == [], (held.failures[:3], fresh.failures[:3])
+        assert held.calls > 4 and fresh.calls > 2
+        assert load.failures == []
+        assert serving() == (old_color, old_commit)

@@ -191,4 +191,4 @@ def test_health_and_mcp_check_through_the_sandbox_proxy(deployed):
     assert re.fullmatch(r"LOOP OK - /health 200 in \d+ ms; JWKS 1 key \| time=\S+ jwks_keys=1;;;0\n", health.stdout)
     check = inv("mcp-check")
     assert check.returncode == 0, check.stdout
-    assert check.stdout.startswith('LOOP MCP OK - legacy HTTP+SSE, protocol 2025-11-25, server "loop", 2 tools;')
+    assert check.stdout.startswith('LOOP MCP OK - legacy HTTP+SSE (deprecated since 2025-03-26), protocol 2025-11-25, server "loop", 2 tools;')

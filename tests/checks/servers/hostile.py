@@ -165,7 +165,7 @@ def _large_tools(name: str, legacy: bool) -> Behaviour:
         method, path = request.split(b" ", 2)[:2]
         message = json.loads(request.partition(b"\r\n\r\n")[2] or b"{}") if method == b"POST" else {}
         if legacy and method == b"GET":
-            return _large_tools_stream(conn)
+            return _large_tools_stream(conn, f"/sse-{name}".encode())
         if legacy and method == b"POST" and path.split(b"/")[-1] in _SESSIONS:
             replies = _SESSIONS[path.split(b"/")[-1]]
             conn.sendall(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -186,12 +186,13 @@ def _large_tools(name: str, legacy: bool) -> Behaviour:
     return behaviour
 
 
-def _large_tools_stream(conn: socket.socket) -> None:
-    """A legacy session's stream: its endpoint event, then the replies to what is POSTed there."""
+def _large_tools_stream(conn: socket.socket, prefix: bytes) -> None:
+    """A legacy session's stream: its endpoint event (a path on this server, under the
+    behaviour's prefix), then the replies to what is POSTed there."""
     session = str(next(_session_ids)).encode()
     _SESSIONS[session] = replies = queue.Queue()
     try:
-        conn.sendall(SSE_HEAD + b"event: endpoint\ndata: /session/%s\n\n" % session)
+        conn.sendall(SSE_HEAD + b"event: endpoint\ndata: %s/session/%s\n\n" % (prefix, session))
         while True:
             conn.sendall(replies.get(timeout=30))
     except queue.Empty:

@@ -4,6 +4,10 @@
   the legacy HTTP+SSE transport at GET /mcp, messages POSTed to /mcp/messages/.
 - `streamable_app`: the SDK's Streamable HTTP app, which serves 2026-07-28 and the
   `initialize` handshake on the same endpoint.
+- `stateless_app`: the same with no sessions and JSON replies (`stateless_http`,
+  `json_response`), as servers that must survive deploys run.
+- `modern_only_app`: stateless, and `initialize` refused as an unknown method: a server that
+  has left every revision before 2026-07-28.
 - `handshake_only_app`: the same app as a pre-2026 server sees the world. The 2.x SDK routes
   by the MCP-Protocol-Version header and has no switch to turn 2026-07-28 off, so a thin
   ASGI shim drops a header naming a version the old SDKs did not know; the SDK then
@@ -61,6 +65,20 @@ def production_sse_app(base: str) -> FastAPI:
 
 def streamable_app(base: str) -> Any:
     return make_server().streamable_http_app()
+
+
+def stateless_app(base: str) -> Any:
+    return make_server().streamable_http_app(stateless_http=True, json_response=True)
+
+
+async def refuse_initialize(ctx: Any, call_next: Any) -> Any:
+    if ctx.method == "initialize":
+        raise MCPError(-32601, "Method not found: initialize")
+    return await call_next(ctx)
+
+
+def modern_only_app(base: str) -> Any:
+    return make_server(middleware=[refuse_initialize]).streamable_http_app(stateless_http=True, json_response=True)
 
 
 class DropHeaders:
