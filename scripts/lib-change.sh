@@ -445,7 +445,15 @@ verify_and_commit() {
   step "verifying through the proxy for ${VERIFY_SECONDS}s"
   journal_set step verify
   verify_through_proxy "$target" "$VERIFY_SECONDS" || die "verification through the proxy failed"
-  mcp_tools "http://$PROXY_HOST:$PROXY_PORT" "$target" || die "MCP through the proxy failed: $MCP_ERROR"
+  # nginx's old workers may take a new connection for a moment after the reload: an MCP session
+  # they serve is tried again (for up to the 10 s verify_through_proxy allows them too).
+  local tries=0
+  until mcp_tools "http://$PROXY_HOST:$PROXY_PORT" "$target"; do
+    if [[ $MCP_ERROR != "the MCP session was served by '"* ]] || ((++tries >= 50)); then
+      die "MCP through the proxy failed: $MCP_ERROR"
+    fi
+    sleep 0.2
+  done
   # shellcheck disable=SC2034  # read by the calling script's summary
   T_VERIFIED=$(ms_now)
   committed=1
