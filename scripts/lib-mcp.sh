@@ -313,7 +313,7 @@ mcp_open_sse() {
       else MCP_ERROR="GET $path: no endpoint event on the SSE stream (no answer within ${MCP_CHECK_SECONDS} s)"; fi
       return 1
     fi
-    sleep 0.05
+    sleep 0.02
   done
   # The endpoint is a path on the same server (or a URL of it): anything else is refused.
   [[ $endpoint != http://* ]] || endpoint=/${endpoint#http://*/}
@@ -347,7 +347,7 @@ mcp_sse_call() {
       MCP_ERROR="$2: no reply on the SSE stream (the stream ended)"
       return 1
     fi
-    sleep 0.05
+    sleep 0.02
   done
 }
 
