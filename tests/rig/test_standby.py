@@ -96,6 +96,14 @@ def stack_snapshot() -> dict:
             "image ids": sorted({image for _, image in listed})}
 
 
+def assert_only_the_session_in_flight_ended(fresh: FreshSessions, when: float) -> None:
+    """A legacy HTTP+SSE session lives in the memory of the process that made it: the one open
+    on the live container when it dies ends with it. Every session opened after that works."""
+    assert len(fresh.failures) <= 1, fresh.failures[:3]
+    assert all(at < when + 1 for at, _ in fresh.failures), fresh.failures
+    assert fresh.calls > len(fresh.failures) + 5
+
+
 @pytest.fixture
 def warm(deployed) -> tuple[str, str, str, str]:
     """(live color, its commit, standby color, its commit): a release older than the live one
@@ -112,6 +120,7 @@ def test_the_live_container_crashing_is_served_by_the_standby_while_it_restarts(
     live, commit, standby, _ = warm
     pid = inspect(f"loop-api-{live}", "{{.State.Pid}}")
     with Load(rate=20) as load, FreshSessions("sse") as fresh:
+        crashed = time.time()
         sh(f"kill -KILL {pid}")  # its PID 1 dies, as on a crash; the restart policy brings it back
         wait_for(lambda: inspect(f"loop-api-{live}", "{{.State.Pid}}") not in ("", pid), 30, "the restart")
         wait_for(lambda: healthy(f"loop-api-{live}"), 60, "the live color to be healthy again")
@@ -119,7 +128,7 @@ def test_the_live_container_crashing_is_served_by_the_standby_while_it_restarts(
     print(f"\nFAULT live container crashed: {len(load.failures)} of {load.total} requests failed; "
           f"{len(fresh.failures)} of {fresh.calls} fresh MCP sessions")
     assert load.failures == [], load.failures[:5]
-    assert fresh.failures == [], fresh.failures[:3]
+    assert_only_the_session_in_flight_ended(fresh, crashed)
     assert standby in load.colors, "the standby never answered while the live color restarted"
     assert serving() == (live, commit)
 
@@ -128,6 +137,7 @@ def test_the_live_container_removed_the_standby_serves_status_and_health_say_so_
     live, _, standby, standby_commit = warm
     standby_id = inspect(f"loop-api-{standby}", "{{.Id}}")
     with Load(rate=20) as load, FreshSessions("sse") as fresh:
+        removed = time.time()
         sh(f"docker rm -f loop-api-{live}")
         time.sleep(2)
         status = inv("status")
@@ -137,7 +147,7 @@ def test_the_live_container_removed_the_standby_serves_status_and_health_say_so_
     print(f"\nFAULT live container removed: {len(load.failures)} of {load.total} requests failed; "
           f"{len(fresh.failures)} of {fresh.calls} fresh MCP sessions")
     assert load.failures == [], load.failures[:5]
-    assert fresh.failures == [], fresh.failures[:3]
+    assert_only_the_session_in_flight_ended(fresh, removed)
     assert f"(down: the standby loop-api-{standby} serves)" in status.stdout, status.stdout
     assert (f"the live color's container is missing: the proxy sends its requests to the warm standby "
             f"loop-api-{standby} (commit {standby_commit})") in status.stdout, status.stdout
