@@ -62,7 +62,8 @@ def test_rebuild_under_load_has_zero_failed_requests_and_keeps_the_sse_stream(de
     stream.start()
     assert stream.connected.wait(10), "no SSE endpoint event"
     with Load(rate=65) as load:
-        lines = stream_lines(inv_process("rebuild"))
+        # A verification window of 5 s: long enough to tell the stream outlived it.
+        lines = stream_lines(inv_process("rebuild", env={"DEPLOY_VERIFY_SECONDS": "5"}))
     output = "\n".join(line for _, line in lines)
     assert "summary:" in output, output
 
