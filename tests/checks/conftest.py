@@ -16,6 +16,7 @@ from loopctl.settings import SETTINGS
 from .servers import broken, mcp_apps, tls
 from .servers.health_app import Behaviour, health_app
 from .servers.receiver import Receiver, receiver_app
+from .servers.hostile import hostile_server
 from .servers.runner import serve, silent_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +77,13 @@ oauth_server = _served(mcp_apps.oauth_app)
 oauth_without_registration_server = _served(mcp_apps.oauth_without_registration_app)
 failing_tools_server = _served(mcp_apps.failing_tools_app)
 broken_server = _served(broken.broken_app)
+
+
+@pytest.fixture(scope="session")
+def hostile():
+    """The hostile HTTP servers of servers/hostile.py, one path each."""
+    with hostile_server() as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

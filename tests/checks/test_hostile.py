@@ -27,7 +27,7 @@ from loopctl.settings import SETTINGS
 
 from .conftest import REPO
 from .servers import tls
-from .servers.hostile import hostile_server, recording_proxy
+from .servers.hostile import recording_proxy
 
 DEADLINE = 2.0
 SLACK = 1.5  # interpreter start-up and imports
@@ -105,12 +105,6 @@ def measured(tmp_path):
         return run_measured(args, {**base_env, **settings})
 
     return run
-
-
-@pytest.fixture(scope="module")
-def hostile():
-    with hostile_server() as base:
-        yield base
 
 
 @pytest.fixture(scope="module")

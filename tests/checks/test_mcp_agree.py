@@ -20,7 +20,6 @@ import pytest
 
 from loopctl.settings import SETTINGS
 
-from .servers.hostile import hostile_server
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 3  # MCP_CHECK_SECONDS of the gate, CHECK_TIMEOUT and CHECK_DEADLINE of the check
@@ -105,12 +104,6 @@ ROWS = {
 def same_bound(verdict: tuple) -> tuple:
     return tuple(re.sub(r"within \d+(?:\.\d+)? s", "within N s", part) if isinstance(part, str) else part
                  for part in verdict)
-
-
-@pytest.fixture(scope="module")
-def hostile():
-    with hostile_server() as base:
-        yield base
 
 
 @pytest.mark.parametrize("row", ROWS)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers.hostile import SENT, hostile_server, large_tool_list
+from .servers.hostile import SENT, large_tool_list
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 3  # MCP_CHECK_SECONDS for these runs
@@ -80,12 +80,6 @@ def test_nothing_listening_fails_at_once():
 HOSTILE = ["endless-events", "get-endless-events", "endless-line", "get-endless-line", "get-endless-data",
            "huge-body", "huge-initialize", "gzip-bomb", "deep-json", "huge-headers", "endless-header-line", "drip",
            "get-drip-body", "escapes", "nothing"]
-
-
-@pytest.fixture(scope="module")
-def hostile():
-    with hostile_server() as base:
-        yield base
 
 
 @pytest.mark.parametrize("name", HOSTILE)
