@@ -149,6 +149,15 @@ update_aux() {
   T_AUX=$(($(ms_now) - t0))
 }
 
+# up_as_release SHORT [--force-recreate] SERVICES...: those services brought up as release SHORT
+# defines them, with its fields (its bind sources checked), in a subshell: the change's own
+# release stays loaded. For an undo, which puts back what an older release ran.
+up_as_release() {
+  local short=$1
+  shift
+  (load_release "$short" && compose_release "$short" up -d --no-deps --no-build "$@")
+}
+
 # restore_aux: the undo of update_aux: every tag back where it was and, if the services had
 # been brought up on the new release, up again on the live one's (Compose puts back those whose
 # image or definition differs). Exit 1 if a part failed.
@@ -160,7 +169,7 @@ restore_aux() {
     if [[ -n $short && -f $(release_dir "$short")/$RELEASE_STACK_FILE ]]; then
       warn "putting ${AUX_SERVICES//,/, } back on $short"
       # shellcheck disable=SC2086  # a comma list made words
-      (load_release "$short" && compose_release "$short" up -d --no-deps --no-build ${AUX_SERVICES//,/ }) || failed=1
+      up_as_release "$short" ${AUX_SERVICES//,/ } || failed=1
     else
       warn "${AUX_SERVICES//,/, } stay on the new release: what ran before was not a loopctl release"
     fi
@@ -511,7 +520,7 @@ restore_standby() {
     return 0
   fi
   warn "bringing the warm standby $RETIRED back on $(container "$target")"
-  if (load_release "$RETIRED" && compose_release "$RETIRED" up -d --no-deps --no-build --force-recreate "$(container "$target")") &&
+  if up_as_release "$RETIRED" --force-recreate "$(container "$target")" &&
     wait_healthy "$(container "$target")" "$HEALTH_TIMEOUT" && switch_to "$live" "$target" "$(color_port "$live")"; then
     return 0
   fi

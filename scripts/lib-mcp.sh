@@ -126,6 +126,9 @@ mcp_get() { awk -F '\t' -v path="$2" -v type="${3:-}" '$1 == path && (type == ""
 # mcp_has FLAT PATH TYPE: there is such a value (an object: o, an array: a).
 mcp_has() { awk -F '\t' -v path="$2" -v type="$3" '$1 == path && $2 == type { found = 1; exit } END { exit !found }' <<<"$1"; }
 
+# mcp_json FILE: FILE's first MCP_MAX_BYTES as one JSON document, flat (mcp_flat).
+mcp_json() { head -c "$MCP_MAX_BYTES" "$1" | tr '\n\r' '  ' | mcp_flat; }
+
 # mcp_reply FILE TYPE ID: the JSON-RPC message answering request ID in a reply body (a JSON
 # document, or an event stream's data lines), as mcp_flat's lines; fails while there is none.
 # Linear: no line of the app's goes through bash's read (byte by byte), and the flattened body
@@ -133,10 +136,10 @@ mcp_has() { awk -F '\t' -v path="$2" -v type="$3" '$1 == path && $2 == type { fo
 mcp_reply() {
   local doc
   if [[ $2 == application/json ]]; then
-    head -c "$MCP_MAX_BYTES" "$1" | tr '\n\r' '  '
+    mcp_json "$1"
   else
-    mcp_lines "$1" | grep -a '^data:' | sed -E 's/^data: ?//; s/\r$//'
-  fi | mcp_flat >"$1.flat"
+    mcp_lines "$1" | grep -a '^data:' | sed -E 's/^data: ?//; s/\r$//' | mcp_flat
+  fi >"$1.flat"
   doc=$(awk -F '\t' -v id="$3" '$0 == "\036" { n++; next } $1 == "id" && $2 == "b" && $3 == id { print n + 0; exit }' "$1.flat")
   [[ -n $doc ]] || return 1
   awk -v doc="$doc" '$0 == "\036" { if (n++ == doc) exit; next } n == doc' "$1.flat"
@@ -222,7 +225,7 @@ mcp_open_modern() {
     -H 'Mcp-Method: server/discover' || { MCP_ERROR="server/discover: answer larger than 1 MiB"; return 1; }
   ((MCP_CODE != 0)) || { mcp_no_answer server/discover "$dir/discover"; return 1; }
   ((MCP_CODE != 401 && MCP_CODE != 403)) || { MCP_AUTH=$MCP_CODE; return 3; }
-  flat=$(mcp_reply "$dir/discover" "$MCP_TYPE" 1) || flat=$(head -c "$MCP_MAX_BYTES" "$dir/discover" | tr '\n\r' '  ' | mcp_flat)
+  flat=$(mcp_reply "$dir/discover" "$MCP_TYPE" 1) || flat=$(mcp_json "$dir/discover")
   error=$(mcp_get "$flat" error.code b | head -n 1)
   case $error in
     -32022)
