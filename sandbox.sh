@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 
 rig/install-packages.sh
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+# The test requirements too: bench/bench.py, run against this sandbox, uses the MCP SDK's clients.
+.venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
 rig/up.sh
 
 export LOOP_ENV_FILE=${RIG_STATE:-/var/lib/loop-rig}/nas.env

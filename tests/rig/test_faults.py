@@ -2,7 +2,7 @@
 under a steady request load. The bar is the same for each: afterwards exactly one release
 serves through the proxy, `inv status` tells the truth, the release history matches what
 happened, nothing is lost (OAuth keys, kept images), and the next verb works without repair
-by hand. The failed requests each fault costs are printed (`pytest -s`) for the README."""
+by hand. The failed requests each fault costs are printed (`pytest -s`) for docs/failures.md."""
 
 from __future__ import annotations
 

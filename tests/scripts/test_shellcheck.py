@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = sorted([*REPO.glob("scripts/*.sh"), *REPO.glob("rig/*.sh"), *REPO.glob("*.sh"), REPO / ".ci" / "run"])
+SCRIPTS = sorted([*REPO.glob("scripts/*.sh"), *REPO.glob("rig/*.sh"), *REPO.glob("*.sh"), *REPO.glob("docs/*.sh"),
+                  REPO / ".ci" / "run"])
 
 
 def test_there_are_scripts_to_check():
