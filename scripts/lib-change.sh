@@ -456,12 +456,13 @@ verify_and_commit() {
   verify_through_proxy "$target" "$VERIFY_SECONDS" || die "verification through the proxy failed"
   # nginx's old workers may take a new connection for a moment after the reload: an MCP session
   # they serve is tried again (for up to the 10 s verify_through_proxy allows them too).
-  local tries=0
+  local tries=0 MCP_FIRST
+  MCP_FIRST=$(release_opening "$SHORT")
   until mcp_tools "http://$PROXY_HOST:$PROXY_PORT" "$target"; do
-    if [[ $MCP_ERROR != "the MCP session was served by '"* ]] || ((++tries >= 50)); then
+    if [[ $MCP_ERROR != "the MCP session was served by '"* ]] || ((++tries >= 100)); then
       die "MCP through the proxy failed: $MCP_ERROR"
     fi
-    sleep 0.2
+    sleep 0.1
   done
   # shellcheck disable=SC2034  # read by the calling script's summary
   T_VERIFIED=$(ms_now)
@@ -539,6 +540,9 @@ mcp_gate() {
   t0=$(ms_now)
   mcp_tools "http://$ip:$CONTAINER_PORT" || die "the MCP gate failed on $name: $MCP_ERROR"
   transport="$MCP_TRANSPORT, protocol $MCP_REVISION"
+  # The verification after the switch (and a rollback's, later) opens the way the gate did.
+  [[ -z $MCP_OPENING ]] || printf '%s\n' "$MCP_OPENING" >"$(release_dir "$SHORT")/$RELEASE_MCP_FILE" ||
+    warn "could not record how $SHORT answered MCP (its verifications try each way)"
   if [[ -n $MCP_AUTH ]]; then
     warn "$APP_MCP_PATH on $name answers $MCP_AUTH (authorization required): only that was checked, tools not compared"
     TOOLS_SUMMARY=unknown T_GATE=$(($(ms_now) - t0))

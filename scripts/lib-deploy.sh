@@ -181,6 +181,12 @@ release_port() {
   sed -n 's/^CONTAINER_PORT=\([0-9][0-9]*\)$/\1/p' "$(release_dir "$1")/$RELEASE_ENV_FILE" 2>/dev/null || true
 }
 
+# release_opening SHORT: how that release passed its MCP gate (mcp_tools' openings), "" when
+# that is not recorded.
+release_opening() {
+  grep -xE -m 1 'modern|handshake|sse' "$(release_dir "$1")/$RELEASE_MCP_FILE" 2>/dev/null || true
+}
+
 # color_port COLOR: the container port of the release COLOR's container runs ("" if unknown).
 color_port() { release_port "$(color_commit "$1")"; }
 
@@ -403,7 +409,8 @@ verify_through_proxy() {
       return 1
     fi
     ((seen && waited >= window)) && return 0
-    sleep 0.1
+    # Until the new workers answer, quicker: a rollback serves once they do.
+    if ((seen)); then sleep 0.1; else sleep 0.05; fi
   done
 }
 

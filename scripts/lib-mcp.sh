@@ -411,17 +411,34 @@ mcp_tools() {
   local base=$1 color=${2:-} dir rc=0 opening left served
   local -a fallbacks=()
   # shellcheck disable=SC2034  # the results, read by the callers
-  MCP_ERROR="" MCP_AUTH="" MCP_TOOLS="" MCP_TRANSPORT="" MCP_REVISION="" MCP_WIRE="" MCP_SESSION="" MCP_STREAM_PID=""
+  MCP_ERROR="" MCP_AUTH="" MCP_TOOLS="" MCP_TRANSPORT="" MCP_REVISION="" MCP_WIRE="" MCP_SESSION="" MCP_STREAM_PID="" MCP_OPENING=""
   MCP_HEADERS=() MCP_URL=$base$APP_MCP_PATH MCP_DEADLINE=$(($(ms_now) + MCP_CHECK_SECONDS * 1000))
   mcp_curl_command
   dir=$(mktemp -d)
-  for opening in modern handshake sse; do
-    MCP_FALLBACK=""
-    rc=0
-    "mcp_open_$opening" "$dir" || rc=$?
-    ((rc == 2)) || break
-    fallbacks+=("$MCP_FALLBACK")
-  done
+  # MCP_FIRST: how the release passed its gate, tried first (a verification saves the openings
+  # before it). When it no longer answers so, the usual order from the start, with a deadline of
+  # its own: at most twice MCP_CHECK_SECONDS then.
+  rc=2
+  if [[ -n ${MCP_FIRST:-} ]]; then
+    opening=$MCP_FIRST
+    "mcp_open_$opening" "$dir" && rc=0 || rc=$?
+    if ((rc != 0 && rc != 3)); then
+      mcp_close
+      rm -rf "${dir:?}"/*
+      MCP_ERROR="" MCP_WIRE="" MCP_SESSION="" MCP_HEADERS=() MCP_DEADLINE=$(($(ms_now) + MCP_CHECK_SECONDS * 1000)) rc=2
+    fi
+  fi
+  if ((rc == 2)); then
+    for opening in modern handshake sse; do
+      MCP_FALLBACK=""
+      rc=0
+      "mcp_open_$opening" "$dir" || rc=$?
+      ((rc == 2)) || break
+      fallbacks+=("$MCP_FALLBACK")
+    done
+  fi
+  # shellcheck disable=SC2034  # read by mcp_gate, which records it with the release
+  ((rc != 0)) || MCP_OPENING=$opening
   # shellcheck disable=SC2034  # MCP_TOOLS: the result, read by the callers
   case $rc in
     0) if mcp_list_tools "$dir"; then MCP_TOOLS=$(cat "$dir/tools"); else rc=1; fi ;;

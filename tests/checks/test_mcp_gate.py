@@ -26,16 +26,18 @@ MCP_CHECK_SECONDS=$2
 before=$(ls /tmp | grep -c '^tmp\\.' || true)
 if mcp_tools "$3"; then rc=0; else rc=$?; fi
 after=$(ls /tmp | grep -c '^tmp\\.' || true)
-printf 'rc=%s\\nauth=%s\\nerror=%s\\nleft=%s\\n' "$rc" "$MCP_AUTH" "$MCP_ERROR" "$((after - before))"
+printf 'rc=%s\\nauth=%s\\nerror=%s\\nleft=%s\\nopening=%s\\n' "$rc" "$MCP_AUTH" "$MCP_ERROR" "$((after - before))" "$MCP_OPENING"
 printf 'tool=%s\\n' $MCP_TOOLS
 """
 
 
-def gate(url: str, timeout: float = 60) -> tuple[dict, list[str], float, str]:
-    """Run the gate; past `timeout`, end it and all it started (a stuck awk too) and raise."""
+def gate(url: str, timeout: float = 60, first: str = "") -> tuple[dict, list[str], float, str]:
+    """Run the gate; past `timeout`, end it and all it started (a stuck awk too) and raise.
+    `first`: MCP_FIRST, the opening a release passed its gate with."""
     started = time.monotonic()
     with subprocess.Popen(["bash", "-c", DRIVER, "gate", str(REPO), str(SECONDS), url], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True) as run:
+                          stderr=subprocess.PIPE, text=True, start_new_session=True,
+                          env={**os.environ, "MCP_FIRST": first}) as run:
         try:
             stdout, stderr = run.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -59,6 +61,21 @@ def test_the_gate_lists_the_tools_of_a_streamable_http_server(streamable_server)
     fields, tools, _, out = gate(streamable_server)
     assert fields["rc"] == "0", out
     assert tools == ["add", "echo"], out
+
+
+@pytest.mark.parametrize("server, answers", [("sse_server", {"sse"}), ("stateless_server", {"modern", "handshake"}),
+                                             ("streamable_server", {"modern", "handshake"}),
+                                             ("modern_only_server", {"modern"})])
+def test_the_gate_says_which_opening_answered_and_a_recorded_one_is_tried_first(request, server, answers):
+    """The gate records how a release answered (the newest way it speaks); its verifications open
+    that way first, and start over in the usual order when it no longer answers so."""
+    url = request.getfixturevalue(server)
+    usual = ["modern", "handshake", "sse"]
+    assert gate(url)[0]["opening"] == next(way for way in usual if way in answers)
+    for first in usual:
+        fields, tools, _, out = gate(url, first=first)
+        expected = first if first in answers else next(way for way in usual if way in answers)
+        assert (fields["rc"], fields["opening"], tools) == ("0", expected, ["add", "echo"]), (first, out)
 
 
 def test_an_oauth_protected_server_is_reported_as_such_not_as_broken(oauth_server):

@@ -96,6 +96,8 @@ def test_rollback_under_load_takes_seconds_and_has_zero_failed_requests(deployed
     assert result.returncode == 0, result.stdout + result.stderr
     assert load.per_second >= 50 and load.failures == [], load.failures[:5]
     assert serving() == (other(color), previous)
+    # Its gate found legacy HTTP+SSE; the verification after the switch opened that way first.
+    assert sh(f"cat {LOOPCTL_HOME}/releases/{previous}/mcp-opening").stdout == "sse\n"
     assert running_api_colors() == ["blue", "green"]  # the release rolled back from is the standby now
     assert took < 15, took  # a switch to the warm standby: about 3 s here; the old script took ~30 s
     assert "switch " in result.stdout

@@ -250,6 +250,8 @@ def test_a_release_that_changes_transport_deploys_and_rolls_back_losing_nothing(
             rebuilt = inv("rebuild")
             assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
             assert serving()[0] == other(old_color)
+            # How it passed its gate is kept with the release: its verifications open so.
+            assert sh(f"cat {LOOPCTL_HOME}/releases/{serving()[1]}/mcp-opening").stdout == "modern\n"
             time.sleep(1)
             rolled = inv("rollback")
             assert rolled.returncode == 0, rolled.stdout + rolled.stderr
