@@ -7,7 +7,9 @@ that would change the NAS instead of running it; `inv --echo VERB` prints each
 command as it runs.
 """
 
-from invoke import task
+import sys
+
+from invoke import Task, task
 
 
 # --- Looking: nothing here changes the NAS ---
@@ -58,6 +60,19 @@ def releases(c, lines="20"):
         deploy.releases(session, lines=count(lines, "--lines"))
 
 
+@task(name="run-log", help={
+    "id": "the run id a change verb printed (`... runs on the NAS as ID`); default: the newest run",
+    "tail": "only the last N lines (default 0: the whole log)",
+})
+def run_log(c, id=None, tail="0"):
+    """The whole log of the newest rebuild, rollback, rebuild-all or restart run on the NAS (kept 30 days)."""
+    from loopctl import cli, deploy
+    from loopctl.settings import count
+
+    with cli.session(c, "run-log", changes=False) as session:
+        deploy.run_log(session, id, lines=count(tail, "--tail"))
+
+
 @task(help={"lines": "how many records (default 20)", "local": "show this workstation's copy instead of the NAS's"})
 def audit(c, lines="20", local=False):
     """Show the latest audit records: who changed what on the NAS, when, and how it ended."""
@@ -98,38 +113,54 @@ def local_sync(c):
         sync.local_sync(session)
 
 
+# What a change verb prints: by default its steps and one summary line (the NAS run's full
+# output stays in its run log: `inv run-log`); these two flags change that (loopctl/runlog.py).
+SHOWN_FLAGS = {
+    "verbose": "show everything the NAS run prints (Compose, BuildKit), not only its steps",
+    "json": "print one JSON object with the result (steps, timings, a failure's last lines) and nothing else",
+}
+
+
 @task(help={
     "no_sync": "skip local-sync: deploy this checkout's HEAD, which the NAS checkout must already have",
     "allow_drift": "deploy even though the NAS scripts differ from this checkout's (warns)",
     "allow_tool_removal": "deploy even though the new release lists fewer MCP tools than the live one",
+    **SHOWN_FLAGS,
 })
-def rebuild(c, no_sync=False, allow_drift=False, allow_tool_removal=False):
+def rebuild(c, no_sync=False, allow_drift=False, allow_tool_removal=False, verbose=False, json=False):
     """Zero-downtime blue-green deploy: local-sync, build the idle color, check its MCP, switch once it is healthy."""
-    from loopctl import cli, deploy
+    from loopctl import cli, deploy, runlog
 
     flags = {"no_sync": no_sync, "allow_drift": allow_drift, "allow_tool_removal": allow_tool_removal}
-    with cli.session(c, "rebuild", flags, changes=True) as session:
+    with runlog.reported("rebuild", verbose, json) as report, \
+            cli.session(c, "rebuild", flags, changes=True) as session:
+        report.attach(session)
         deploy.rebuild(session, sync=not no_sync, allow_drift=allow_drift, allow_tool_removal=allow_tool_removal)
 
 
-@task(help={"to": "a kept release's commit id (see `inv releases`) instead of the previous one"})
-def rollback(c, to=None):
+@task(help={"to": "a kept release's commit id (see `inv releases`) instead of the previous one", **SHOWN_FLAGS})
+def rollback(c, to=None, verbose=False, json=False):
     """Switch back to the previous release (a switch while it runs as the warm standby), or --to an older one."""
-    from loopctl import cli, deploy
+    from loopctl import cli, deploy, runlog
 
-    with cli.session(c, "rollback", {"to": to}, changes=True) as session:
+    with runlog.reported("rollback", verbose, json) as report, \
+            cli.session(c, "rollback", {"to": to}, changes=True) as session:
+        report.attach(session)
         deploy.rollback(session, to=to)
 
 
 @task(name="rebuild-all", help={
-    "yes": "do not ask (required without a terminal)",
+    "yes": "do not ask (required without a terminal, and with --json)",
     "no_sync": "skip local-sync first",
+    **SHOWN_FLAGS,
 })
-def rebuild_all(c, yes=False, no_sync=False):
+def rebuild_all(c, yes=False, no_sync=False, verbose=False, json=False):
     """Recreate the whole stack with NEW OAuth keys (ends every session); backs the old keys up first."""
-    from loopctl import cli, deploy
+    from loopctl import cli, deploy, runlog
 
-    with cli.session(c, "rebuild-all", {"yes": yes, "no_sync": no_sync}, changes=True) as session:
+    with runlog.reported("rebuild-all", verbose, json) as report, \
+            cli.session(c, "rebuild-all", {"yes": yes, "no_sync": no_sync}, changes=True) as session:
+        report.attach(session)
         deploy.rebuild_all(session, yes=yes, sync=not no_sync)
 
 
@@ -143,6 +174,8 @@ def setup(c):
 
 
 # --- Checks: HTTP only, plugin exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN ---
+
+CHECK_VERBS = {"health", "mcp-check", "mcp_check"}
 
 CHECK_FLAGS = {
     "url": "base URL to check instead of PUBLIC_URL, e.g. https://mcp.example.com",
@@ -181,3 +214,11 @@ def mcp_check(c, url=None, timeout=None, json=False, quiet=False):
     from loopctl.checks import cli
 
     raise Exit(code=cli.mcp(url=url, timeout=timeout, as_json=json, quiet=quiet))
+
+
+# A check's flag error (`inv health --bogus`) is its UNKNOWN line and exit 3: Invoke's own would
+# exit 1 before the task runs, which a monitor reads as WARNING. Other verbs pay nothing for this.
+if CHECK_VERBS & set(sys.argv[1:]):
+    from loopctl.checks.cli import refuse_bad_flags
+
+    refuse_bad_flags(sys.argv, [value for value in list(globals().values()) if isinstance(value, Task)])

@@ -103,7 +103,7 @@ def change_under_load(*verb: str, expect: str | None = None) -> Change:
         time.sleep(0.5)  # a tool call or two after the change, through what it left
     if result.returncode != 0:
         raise SystemExit(f"inv {' '.join(verb)} failed:\n{result.stdout}{result.stderr}")
-    summary = next(line for line in result.stdout.splitlines() if line.startswith("    ") and "switch" in line)
+    summary = next(line for line in result.stdout.splitlines() if re.search(r"\bswitch [\d.]+s", line))
     return Change(wall, summary, load, held, fresh, found[0] if found else None)
 
 

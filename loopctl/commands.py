@@ -76,6 +76,16 @@ def tail_file(path: str, lines: int) -> Argv:
     return ["tail", "-n", str(lines), "--", path]
 
 
+def run_logs(settings: Settings) -> Argv:
+    """The change scripts' run logs (detach.sh names them UTC-time-script-pid.log: in time order)."""
+    return ["ls", "-1", "--", in_home(settings, contract.RUNS_DIR)]
+
+
+def run_log(settings: Settings, run: str, lines: int) -> Argv:
+    """One run's log: its last `lines` lines, or all of it (0)."""
+    return ["tail", "-n", str(lines) if lines else "+1", "--", in_home(settings, f"{contract.RUNS_DIR}/{run}.log")]
+
+
 def checksums(paths: Sequence[str]) -> Argv:
     return ["sha256sum", "--", *paths]
 

@@ -19,10 +19,10 @@ def parse(text: str) -> dict[str, str]:
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        match = re.fullmatch(r"([A-Z][A-Z0-9_]*)=([A-Za-z0-9_./:@,+-]*)", line)
+        match = re.fullmatch(r"([A-Z][A-Z0-9_]*)=(?:([A-Za-z0-9_./:@,+-]*)|'([^'\n]*)')", line)
         if not match:
             raise ValueError(f"{CONTRACT_FILE}:{number}: not a plain NAME=value line: {line!r}")
-        values[match.group(1)] = match.group(2)
+        values[match.group(1)] = match.group(2) if match.group(3) is None else match.group(3)
     return values
 
 
@@ -37,6 +37,13 @@ EXIT_LOCKED = int(VALUES["EXIT_LOCKED"])
 EXIT_DISK_FULL = int(VALUES["EXIT_DISK_FULL"])
 EXIT_STILL_RUNNING = int(VALUES["EXIT_STILL_RUNNING"])
 
+# How the change scripts mark their lines: steps, warnings, errors are shown by default; the
+# summary's KEY=VALUE fields are read, never shown (runlog.py).
+STEP_PREFIX = VALUES["STEP_PREFIX"]
+WARNING_PREFIX = VALUES["WARNING_PREFIX"]
+ERROR_PREFIX = VALUES["ERROR_PREFIX"]
+SUMMARY_PREFIX = VALUES["SUMMARY_PREFIX"]
+
 # Where things live, relative to NAS_LOOPCTL_DIR.
 SCRIPTS_DIR = VALUES["SCRIPTS_DIR"]
 STACK_ENV_FILE = VALUES["STACK_ENV_FILE"]
@@ -50,6 +57,7 @@ RELEASE_STACK_FILE = VALUES["RELEASE_STACK_FILE"]
 RELEASE_ENV_FILE = VALUES["RELEASE_ENV_FILE"]
 EXPORT_DIR = VALUES["EXPORT_DIR"]
 OAUTH_MOVED_FILE = VALUES["OAUTH_MOVED_FILE"]
+RUNS_DIR = VALUES["RUNS_DIR"]
 
 # Defaults of the scripts' flags, which the settings of the same meaning share.
 HEALTH_TIMEOUT = VALUES["HEALTH_TIMEOUT"]

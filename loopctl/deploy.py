@@ -4,8 +4,8 @@ A deploy has two halves. First `prepare.sh` exports the commit on the NAS and re
 app's own compose file with Compose; `stackdef` turns that into the release's stack
 definition, which is uploaded next to nothing else (a private temporary folder of the SSH
 user). Then the change script runs on the NAS detached from the SSH session (see
-`scripts/detach.sh`) while its log streams here; its exit status and summary line become
-the verb's result.
+`scripts/detach.sh`) while its log streams here, shown as `runlog` decides (its steps by
+default); its exit status and summary fields become the verb's result.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from . import commands, contract, install, stackdef
+from . import commands, contract, install, runlog, stackdef
 from .audit import performer
 from .errors import ConfigError, Locked, Refused, RemoteFailed, StillRunning
 from .facts import PREFLIGHT, STATUS, gather, read, releases as releases_fact
@@ -58,15 +58,21 @@ def run_script(session: Session, name: str, flags: list[str]) -> dict[str, str]:
 
 
 def run_detached(session: Session, name: str, argv: list[str]) -> dict[str, str]:
-    """run_script, for argv built by `commands` (detach.sh NAME FLAGS...)."""
+    """run_script, for argv built by `commands` (detach.sh NAME FLAGS...). A verb with a report
+    (rebuild, rollback, rebuild-all) shows the run through its View; others the whole log."""
+    view = session.report.view() if session.report else None
     try:
-        result = session.nas.change(argv, stream=True, ok=None)
+        result = session.nas.change(argv, stream=True, ok=None, sink=view)
     except KeyboardInterrupt:
+        if view:
+            view.stop()
         print(f"\n{name} goes on on the NAS without this terminal; `inv status` shows when it is done",
               file=sys.stderr)
         raise
     if result is None:
         return {}
+    if view:
+        view.ended(result.exited)
     reason = script_error(result.stdout + result.stderr) or result.tail(1)
     if result.exited == contract.EXIT_LOCKED:
         raise Locked(reason)
@@ -82,25 +88,15 @@ def run_detached(session: Session, name: str, argv: list[str]) -> dict[str, str]
     return parse_summary(result.stdout)
 
 
-def script_error(output: str) -> str:
-    """The reason a NAS script gave for stopping: its last `ERROR: ` line."""
-    errors = [line.removeprefix("ERROR: ") for line in output.splitlines() if line.startswith("ERROR: ")]
-    return errors[-1] if errors else ""
-
-
-def parse_summary(output: str) -> dict[str, str]:
-    line = next((l for l in reversed(output.splitlines()) if l.startswith("summary: ")), "")
-    return dict(re.findall(r"(\w+)=(\S+)", line))
+script_error, parse_summary = runlog.script_error, runlog.parse_summary
 
 
 def show_summary(session: Session, summary: dict[str, str], started: float, sync_seconds: float | None) -> None:
-    if not summary:
-        return
-    session.say(f"==> {summary.get('old', '?')} -> {summary.get('new', '?')} on {summary.get('color', '?')} "
-          f"in {time.monotonic() - started:.1f}s")
-    timings = [("sync", f"{sync_seconds:.1f}s" if sync_seconds is not None else None)]
-    timings += [(key, summary.get(key)) for key in ("build", "healthy", "gate", "aux", "switch", "verify", "tools")]
-    session.say("    " + "  ".join(f"{key} {value}" for key, value in timings if value))
+    """The verb's one summary line (with --json, its part of the object instead)."""
+    if session.report:
+        session.report.sync_seconds = sync_seconds
+    if summary:
+        session.say(runlog.summary_line(session.verb, summary, time.monotonic() - started, sync_seconds))
 
 
 # --- the release definition ---------------------------------------------------------------------
@@ -119,6 +115,8 @@ def commit_to_deploy(session: Session, sync: bool) -> str:
 
 def prepare_release(session: Session, commit: str) -> stackdef.Release | None:
     """Resolve the app's compose file at `commit` on the NAS and write this release's stack from it."""
+    if session.report:
+        session.report.commit = commit
     result = session.nas.change(commands.prepare(session.settings, commit), ok=None)
     if result is None:
         return None
@@ -198,7 +196,7 @@ def restart(session: Session, timeout: int) -> None:
 def confirm_rebuild_all(session: Session, yes: bool) -> None:
     if yes or session.dry:
         return
-    if not sys.stdin.isatty():
+    if not sys.stdin.isatty() or (session.report and session.report.as_json):
         raise Refused("rebuild-all ends every session and replaces the OAuth keys; "
                       "without a terminal to ask, pass --yes")
     print("rebuild-all recreates the whole stack with NEW OAuth keys: every ChatGPT session ends and the")
@@ -214,12 +212,10 @@ def rebuild_all(session: Session, yes: bool, sync: bool) -> None:
     commit = commit_to_deploy(session, sync)
     release = prepare_release(session, commit)
     with uploaded(session, release) as folder:
-        run_script(session, commands.REBUILD_ALL_SCRIPT,
-                   script_flags(session, session.settings.deploy_verify_seconds)
-                   + change_flags(session, commit, folder))
-    if not session.dry:
-        session.say(f"==> done in {time.monotonic() - started:.1f}s; to restore the old keys see README "
-              f"'Restoring OAuth keys'")
+        summary = run_script(session, commands.REBUILD_ALL_SCRIPT,
+                             script_flags(session, session.settings.deploy_verify_seconds)
+                             + change_flags(session, commit, folder))
+    show_summary(session, summary, started, None)
 
 
 def releases(session: Session, lines: int) -> None:
@@ -231,3 +227,23 @@ def releases(session: Session, lines: int) -> None:
     rows += [(r["time"], r["kind"], r["commit"], r["color"], r["performer"]) for r in history]
     session.say(table(rows))
     session.say(f"live color now: {state.live or 'none'}")
+
+
+RUN_ID = r"\d{8}T\d{6}Z-[a-z-]+-\d+"
+
+
+def run_log(session: Session, run: str | None, lines: int) -> None:
+    """A change script's whole run log as it is on the NAS (kept 30 days): the newest, or `run`."""
+    if run is not None and not re.fullmatch(RUN_ID, run):
+        raise ConfigError(f"--id takes a run id as the verbs print it (e.g. 20261202T041351Z-deploy-blue-green-"
+                          f"29812), not {run!r}")
+    listed = session.nas.probe(commands.run_logs(session.settings), ok=(0, 2)).stdout.split()
+    runs = sorted(name.removesuffix(".log") for name in listed if re.fullmatch(RUN_ID + r"\.log", name))
+    if run is None and not runs:
+        raise Refused("no run logs on the NAS yet (a rebuild, rollback, rebuild-all or restart writes one)")
+    run = run or runs[-1]
+    if run not in runs:
+        raise ConfigError(f"no run log {run} on the NAS (logs are kept 30 days; `inv run-log` shows the newest)")
+    text = session.nas.probe(commands.run_log(session.settings, run, lines)).stdout
+    session.say(f"==> {run} ({commands.in_home(session.settings, contract.RUNS_DIR)}/{run}.log)")
+    session.say(text.rstrip("\n"))

@@ -163,13 +163,15 @@ class Runner:
         return self._run(argv, sudo=sudo, ok=None, stream=True, pty=True, timeout=None)
 
     def change(self, argv: Sequence[str], *, sudo: bool = True, ok: Sequence[int] = (0,),
-               stream: bool = False) -> Output | None:
-        """Run a command that changes state; None under --dry, where it is only printed."""
+               stream: bool = False, sink: TextIO | None = None) -> Output | None:
+        """Run a command that changes state; None under --dry, where it is only printed. A
+        streamed stdout goes, scrubbed, to `sink` if given (runlog.View: what of it is shown)."""
         if self.dry:
             self.show(argv, sudo)
             return None
         if stream:
-            return interruptible(lambda: self._run(argv, sudo=sudo, ok=ok, stream=True, pty=False, timeout=None))
+            return interruptible(lambda: self._run(argv, sudo=sudo, ok=ok, stream=True, pty=False, timeout=None,
+                                                   sink=sink))
         return self._run(argv, sudo=sudo, ok=ok, stream=False, pty=False, timeout=None)
 
     def command_line(self, argv: Sequence[str], sudo: bool) -> str:
@@ -180,10 +182,10 @@ class Runner:
         self.out.stream.write(self.out.scrub(f"[{self.where}] {self.command_line(argv, sudo)}\n"))
         self.out.stream.flush()
 
-    def _run(self, argv, *, sudo, ok, stream, pty, timeout) -> Output:
+    def _run(self, argv, *, sudo, ok, stream, pty, timeout, sink=None) -> Output:
         if self.echo:
             self.show(argv, sudo)
-        result = self._execute(argv, sudo=sudo, stream=stream, pty=pty, timeout=timeout)
+        result = self._execute(argv, sudo=sudo, stream=stream, pty=pty, timeout=timeout, sink=sink)
         result = Output(self.out.scrub(result.stdout), self.out.scrub(result.stderr), result.exited)
         if ok is not None and result.exited not in ok:
             raise self._failure(argv, result)
@@ -192,7 +194,7 @@ class Runner:
     def _failure(self, argv: Sequence[str], result: Output) -> Exception:
         return RemoteFailed(f"{self.where}: `{shlex.join(argv)}` exited {result.exited}: {result.tail()}")
 
-    def _execute(self, argv, *, sudo, stream, pty, timeout) -> Output:
+    def _execute(self, argv, *, sudo, stream, pty, timeout, sink=None) -> Output:
         raise NotImplementedError
 
 
@@ -201,7 +203,7 @@ class Local(Runner):
 
     where = "local"
 
-    def _execute(self, argv, *, sudo, stream, pty, timeout) -> Output:
+    def _execute(self, argv, *, sudo, stream, pty, timeout, sink=None) -> Output:
         try:
             done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError:
@@ -304,13 +306,14 @@ class Nas(Runner):
         conn.transport.set_keepalive(15)
         return conn
 
-    def _execute(self, argv, *, sudo, stream, pty, timeout) -> Output:
+    def _execute(self, argv, *, sudo, stream, pty, timeout, sink=None) -> Output:
         from invoke.exceptions import CommandTimedOut, Failure
 
         prompt = new_prompt()
         password = self.settings.nas_sudo_password
         watchers = [SudoPrompt(prompt, password)] if sudo and password else []
-        out, err = Scrubbed(self.out.stream, self.secrets, prompt), Scrubbed(self.err.stream, self.secrets, prompt)
+        out = Scrubbed(sink or self.out.stream, self.secrets, prompt)
+        err = Scrubbed(self.err.stream, self.secrets, prompt)
         try:
             # An explicit out_stream would un-hide the output, so streams are given only to stream.
             streams = {"out_stream": out, "err_stream": err} if stream else {}

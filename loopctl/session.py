@@ -21,9 +21,14 @@ class Session:
         self.nas = Nas(settings, dry=dry, echo=echo)
         self.local = Local(settings, dry=dry, echo=echo)
         self.dry = dry
+        self.report = None  # a change verb's runlog.Report: how its NAS run is shown
+        self.held: list[str] | None = None  # with --json, what say() would have printed
 
     def say(self, text: str = "") -> None:
         """Print a line; what the NAS or git said may be part of it, so no control characters."""
+        if self.held is not None:
+            self.held.append(printable(text))
+            return
         print(printable(text), flush=True)
 
     def warn(self, text: str) -> None:

@@ -143,7 +143,7 @@ main() {
   record_release deploy "$short" "$API_REPO:$short" "$target"
   prune_releases || warn "pruning old releases failed"
   step "deployed $short on $target"
-  printf 'summary: old=%s new=%s color=%s build=%s healthy=%s gate=%s aux=%s switch=%s verify=%s tools=%s\n' \
+  summary 'old=%s new=%s color=%s build=%s healthy=%s gate=%s aux=%s switch=%s verify=%s tools=%s' \
     "${old_label:-none}" "$short" "$target" "$(elapsed "$t0" "$t_built")" "$(elapsed "$t_built" "$t_healthy")" \
     "$(elapsed 0 "$T_GATE")" "$(elapsed 0 "$T_AUX")" "$(elapsed "$((t_healthy + T_GATE + T_AUX))" "$T_SWITCHED")" \
     "$(elapsed "$T_SWITCHED" "$T_VERIFIED")" "$TOOLS_SUMMARY"

@@ -11,8 +11,10 @@ usage() {
   cat <<USAGE
 usage: detach.sh deploy-blue-green|rollback|rebuild-all|restart [FLAGS...]
 
-Runs SCRIPT.sh from this folder detached (setsid), logging to $LOOPCTL_HOME/$RUNS_DIR/,
-and streams the log; exits with the script's status ($EXIT_STILL_RUNNING: the wrapper that waits for it
+Runs SCRIPT.sh from this folder detached (setsid), logging to $LOOPCTL_HOME/$RUNS_DIR/ID.log
+(kept 30 days; \`inv run-log\` shows it), and streams the whole log: loopctl shows its marked
+lines (${STEP_PREFIX}steps, ${WARNING_PREFIX}...) and keeps the rest for a failure or --verbose.
+Exits with the script's status ($EXIT_STILL_RUNNING: the wrapper that waits for it
 ended first, and the script still runs). \`detach.sh SCRIPT --help\` shows its flags.
 USAGE
 }
@@ -39,6 +41,7 @@ main() {
     "$(dirname "$0")/$name.sh" "$@" &
   pid=$!
   step "$name runs on the NAS as $id (log: $log)"
+  summary 'run=%s log=%s' "$id" "$log"
   # Polled every 50 ms: the end of a rollback shows at once.
   tail -n +1 -s 0.05 --pid="$pid" -f "$log" || true
   # Reaped quietly: bash would report a killed wrapper on stderr.

@@ -65,14 +65,14 @@ repair_backups() {
   [[ -d $backups && -z $(unsafe_path "$backups") ]] || return 0
   [[ -n $(find "$backups" -mindepth 1 \( ! -type f ! -type d -o ! -user 0 -o ! -group 0 -o -perm /022 \) -print -quit) ]] || return 0
   while IFS= read -r -d '' entry; do
-    echo "==> removed $(printable "${entry#"$dest/"}") from the backups: $(stat -c %F "$entry"), not state"
+    step "removed $(printable "${entry#"$dest/"}") from the backups: $(stat -c %F "$entry"), not state"
     rm -f -- "$entry"
     removed=$((removed + 1))
   done < <(find "$backups" -mindepth 1 ! -type f ! -type d -print0)
   chown -R 0:0 "$backups"
   chmod -R go-w "$backups"
   chmod 0700 "$backups"
-  echo "==> repaired $backups: $removed entries removed, every file root's and writable by root alone"
+  step "repaired $backups: $removed entries removed, every file root's and writable by root alone"
 }
 repair_backups
 
@@ -100,7 +100,7 @@ while read -r _ path; do
 done <"$src/$MANIFEST_FILE"
 install -m 0644 "$src/$MANIFEST_FILE" "$dest/$MANIFEST_FILE.new"
 mv -f "$dest/$MANIFEST_FILE.new" "$dest/$MANIFEST_FILE"
-echo "==> installed $count files into $dest"
+step "installed $count files into $dest"
 
 # An upstream file from before the warm standby names none: the nginx.conf just installed
 # reads `$loop_standby`, and a proxy restarted before the next deploy must still start.
@@ -110,7 +110,7 @@ if [[ -f $upstream && ! -L $upstream ]] && ! grep -q 'loop_standby ' "$upstream"
   { cat "$upstream"; printf '%s\n' 'map $host $loop_standby { default none; }' 'map $host $loop_standby_color { default none; }'; } >"$upstream.new"
   chmod 0644 "$upstream.new"
   mv -f "$upstream.new" "$upstream"
-  echo "==> $upstream: no standby (written before the warm standby existed)"
+  step "$upstream: no standby (written before the warm standby existed)"
 fi
 
 # --- moving an old home out of the app checkout, once -------------------------------------------
@@ -153,6 +153,6 @@ migrate() {
   done
   printf '%s moved on %s\n' "$old" "$(utc_now)" >"$dest/$MIGRATED_FILE"
   rm -rf "$old"
-  echo "==> moved $old into $dest (once): $moved_releases releases, $moved_audit audit records, $moved_backups backup files; $old is removed"
+  step "moved $old into $dest (once): $moved_releases releases, $moved_audit audit records, $moved_backups backup files; $old is removed"
 }
 migrate

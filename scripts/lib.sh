@@ -47,11 +47,20 @@ readonly BUILD=$LOOPCTL_HOME/$BUILD_DIR
 # shellcheck disable=SC2034
 readonly MIRROR=$LOOPCTL_HOME/$MIRROR_DIR
 
-step() { printf '==> %s\n' "$*"; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
+# The marked lines loopctl shows of a run (prefixes in contract.env); anything else a script or
+# the tools it runs print is the run log's detail, shown on failure or with --verbose.
+step() { printf '%s%s\n' "$STEP_PREFIX" "$*"; }
+warn() { printf '%s%s\n' "$WARNING_PREFIX" "$*" >&2; }
 die() {
-  printf 'ERROR: %s\n' "$1" >&2
+  printf '%s%s\n' "$ERROR_PREFIX" "$1" >&2
   exit "${2:-$EXIT_FAILED}"
+}
+# summary FORMAT ARGS...: the run's KEY=VALUE fields for loopctl (printf's FORMAT), one line.
+summary() {
+  local format=$1
+  shift
+  # shellcheck disable=SC2059  # the format is the caller's literal, as printf's own
+  printf "%s$format\n" "$SUMMARY_PREFIX" "$@"
 }
 ms_now() { date +%s%3N; }
 # Seconds with one decimal from two millisecond stamps: `elapsed "$t0" "$t1"` -> 2.4s

@@ -69,7 +69,7 @@ main() {
   record_release rebuild-all "$short" "$API_REPO:$short" "$color"
   prune_releases || warn "pruning old releases failed"
   step "rebuilt everything at $short on $color; OAuth keys are new"
-  echo "backup: $backup"
+  summary 'new=%s color=%s backup=%s' "$short" "$color" "$backup"
 }
 
 main "$@"

@@ -84,7 +84,7 @@ rollback_to_app() {
   docker stop -t 10 "$(container "$live")" >/dev/null || warn "could not stop $(container "$live")"
   record_release rollback app "$(docker inspect -f '{{.Config.Image}}' "$LEGACY_CONTAINER")" app
   step "rolled back to the app's own $LEGACY_CONTAINER"
-  printf 'summary: old=%s new=app color=app switch=%s verify=%s\n' "$current" \
+  summary 'old=%s new=app color=app switch=%s verify=%s' "$current" \
     "$(elapsed "$T_START" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")"
 }
 
@@ -177,7 +177,7 @@ main() {
   retire_old
   record_release rollback "$tag" "$API_REPO:$tag" "$target"
   step "rolled back to $tag on $target"
-  printf 'summary: old=%s new=%s color=%s healthy=%s switch=%s verify=%s\n' \
+  summary 'old=%s new=%s color=%s healthy=%s switch=%s verify=%s' \
     "$current" "$tag" "$target" "$(elapsed "$T_START" "$t_healthy")" \
     "$(elapsed "$t_healthy" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")"
 }

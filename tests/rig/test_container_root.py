@@ -214,7 +214,7 @@ def test_group_writable_state_is_backed_up_as_roots_alone(deployed):
     try:
         result = inv("rebuild-all", "--yes", "--no-sync", env=FAST)
         assert result.returncode == 0, result.stdout + result.stderr
-        backup = re.search(r"^backup: (\S+)$", result.stdout, re.MULTILINE).group(1)
+        backup = re.search(r"the old OAuth keys are in (\S+) \(", result.stdout).group(1)
         entries = [line.split() for line in sh(f"find {backup} -printf '%u %m %y\\n'").stdout.splitlines()]
         assert all(user == "root" and int(mode, 8) & 0o077 == 0 and kind in "df" for user, mode, kind in entries), entries
         assert ["root", "600", "f"] in entries

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from .support import (APP_DIR, LOOPCTL_HOME, Load, SseClient, commit_change, file_digests, oauth_digests, first_time,
-                      get, inv, inv_process, lock_is_free, read_until, reset_nas, running_api_colors, serving, sh,
-                      stream_lines)
+from .support import (APP_DIR, LOOPCTL_HOME, WORKSTATION, Load, SseClient, commit_all, commit_change, file_digests,
+                      oauth_digests, first_time, get, inv, inv_process, lock_is_free, read_until, reset_nas,
+                      running_api_colors, serving, sh, stream_lines)
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "3"}
 
@@ -65,7 +65,9 @@ def test_rebuild_under_load_has_zero_failed_requests_and_keeps_the_sse_stream(de
         # A verification window of 5 s: long enough to tell the stream outlived it.
         lines = stream_lines(inv_process("rebuild", env={"DEPLOY_VERIFY_SECONDS": "5"}))
     output = "\n".join(line for _, line in lines)
-    assert "summary:" in output, output
+    # Quiet by default: the steps and one summary line; Compose's and BuildKit's output stays in
+    # the run log, and so do the summary's fields.
+    assert len(lines) <= 20 and not re.search(r"^(#\d+ | Container |summary: )", output, re.M), output
 
     assert load.per_second >= 50, load.per_second
     assert load.failures == [], load.failures[:5]
@@ -91,16 +93,19 @@ def test_rollback_under_load_takes_seconds_and_has_zero_failed_requests(deployed
     previous = sh(f"docker inspect -f '{{{{.Config.Image}}}}' loop-api-{other(color)}").stdout.strip().split(":")[1]
     with Load(rate=65) as load:
         started = time.monotonic()
-        result = inv("rollback")
+        result = inv("rollback", "--json")
         took = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)  # the whole of stdout: one object
+    assert (report["verb"], report["status"], report["exit"]) == ("rollback", "ok", 0), report
+    assert report["color"] == other(color) and report["new"] == previous and report["timings"]["switch"] >= 0
+    assert any(step["step"].startswith("switching nginx") for step in report["steps"]), report
     assert load.per_second >= 50 and load.failures == [], load.failures[:5]
     assert serving() == (other(color), previous)
     # Its gate found legacy HTTP+SSE; the verification after the switch opened that way first.
     assert sh(f"cat {LOOPCTL_HOME}/releases/{previous}/mcp-opening").stdout == "sse\n"
     assert running_api_colors() == ["blue", "green"]  # the release rolled back from is the standby now
     assert took < 15, took  # a switch to the warm standby: about 3 s here; the old script took ~30 s
-    assert "switch " in result.stdout
     history = inv("releases").stdout
     assert re.search(rf"rollback\s+{previous}\s+{other(color)}", history)
 
@@ -133,11 +138,43 @@ def test_a_release_that_never_gets_healthy_leaves_the_old_one_serving(deployed):
     assert f"loop-api-{other(color)} did not become healthy" in result.stderr
     output = result.stdout + result.stderr
     assert f"health checks of loop-api-{other(color)}:" in output and "last log lines" in output
+    # The failed step's last lines, and where the rest is.
+    assert re.search(r"^    \| ", result.stdout, re.M) and "the whole log: inv run-log --id " in result.stdout
     assert load.failures == [] and load.per_second >= 50
     assert serving() == (color, commit)
     # The other color is as it was: the warm standby (started again from its release), or nothing.
     assert sh(f"docker ps -a --filter name=^loop-api-{other(color)}$ --format '{{{{.Image}}}}'").stdout == standby
     assert lock_is_free()
+
+
+def test_a_failing_build_shows_its_last_lines_and_json_says_which_step(deployed):
+    color, commit = serving()
+    dockerfile = WORKSTATION / "Dockerfile"
+    before = dockerfile.read_text()
+    dockerfile.write_text(before.replace("COPY api ./api", "RUN echo build-broken-here && exit 3\nCOPY api ./api"))
+    try:
+        commit_all("test: a build that fails")
+        failed = inv("rebuild", "--json", env=FAST)
+        shown = inv("rebuild", "--no-sync", env=FAST)
+    finally:
+        dockerfile.write_text(before)
+        commit_all("test: the build fixed")
+    assert failed.returncode == 6 and shown.returncode == 6, failed.stdout + failed.stderr
+    report = json.loads(failed.stdout)
+    assert (report["status"], report["exit"]) == ("failed", 6), report
+    assert report["failed_step"].startswith("deploy ") and "building" in report["failed_step"], report
+    assert any("build-broken-here" in line for line in report["last_lines"]), report
+    assert "the build failed" in report["error"] and report["run"], report
+    # Without --json: the steps, then the build's last lines (so its own error), nothing else of it.
+    tail = [line for line in shown.stdout.splitlines() if line.startswith("    | ")]
+    assert 0 < len(tail) <= 20 and any("build-broken-here" in line for line in tail), shown.stdout
+    assert len(shown.stdout.splitlines()) <= 30 and "the build failed" in shown.stderr, shown.stdout
+    assert serving() == (color, commit) and lock_is_free()
+    # The whole run log stays on the NAS, one verb away.
+    run = re.search(r"inv run-log --id (\S+)", shown.stdout).group(1)
+    log = inv("run-log", "--id", run)
+    assert log.returncode == 0 and "build-broken-here" in log.stdout and len(log.stdout.splitlines()) > len(tail)
+    assert inv("run-log", "--id", "../../etc/passwd").returncode == 2
 
 
 def test_a_broken_nginx_config_means_no_switch(deployed):
@@ -227,7 +264,7 @@ def test_rebuild_all_is_refused_without_yes_and_backs_up_the_keys_before_replaci
 
     result = inv("rebuild-all", "--yes", "--no-sync", env=FAST)
     assert result.returncode == 0, result.stdout + result.stderr
-    backup = re.search(r"^backup: (\S+)$", result.stdout, re.MULTILINE).group(1)
+    backup = re.search(r"the old OAuth keys are in (\S+) \(", result.stdout).group(1)
     assert backup.startswith(f"{LOOPCTL_HOME}/state/backups/oauth-")
     assert all(line in file_digests(backup) for line in keys_before.splitlines())
     assert sh(f"stat -c %a {backup}").stdout.strip() == "700"
