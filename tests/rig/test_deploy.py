@@ -159,6 +159,7 @@ def test_a_failing_build_shows_its_last_lines_and_json_says_which_step(deployed)
     finally:
         dockerfile.write_text(before)
         commit_all("test: the build fixed")
+        inv("local-sync")  # the NAS checkout has the fix: a later --no-sync deploy can build it
     assert failed.returncode == 6 and shown.returncode == 6, failed.stdout + failed.stderr
     report = json.loads(failed.stdout)
     assert (report["status"], report["exit"]) == ("failed", 6), report
