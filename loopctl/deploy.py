@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -179,11 +180,19 @@ def rollback(session: Session, to: str | None) -> None:
     started = time.monotonic()
     if to is not None and not re.fullmatch(r"[0-9a-f]{4,40}", to):
         raise ConfigError(f"--to takes a commit id (4 to 40 hex digits), not {to!r}")
-    # Only the scripts' drift here: rollback.sh checks the lock and the home itself, which
-    # saves a round trip through sudo before the switch (a rollback is meant to be quick).
-    check_drift(session, read(session.nas, install.DRIFT), allow_drift=True)
+    # No preflight: rollback.sh checks the lock and the home itself. The scripts' drift only
+    # warns here (a rollback runs the NAS copies), so it is read on its own channel while the
+    # script runs: the previous release serves a round trip sooner.
     flags = script_flags(session, session.settings.rollback_verify_seconds) + (["--to", to] if to else [])
-    show_summary(session, run_script(session, commands.ROLLBACK_SCRIPT, flags), started, None)
+    session.nas.connection  # noqa: B018 (opened once, before two channels share it)
+    with ThreadPoolExecutor(1) as pool:
+        drift = pool.submit(read, session.nas, install.DRIFT)
+        try:
+            summary = run_script(session, commands.ROLLBACK_SCRIPT, flags)
+        finally:
+            # Not installed at all: that is why the script could not run, and what to say.
+            check_drift(session, drift.result(), allow_drift=True)
+    show_summary(session, summary, started, None)
 
 
 def restart(session: Session, timeout: int) -> None:

@@ -30,6 +30,7 @@ lock_fact() {
 
 home_fact() {
   unsafe_home
+  look_at_containers
   rw_mounts_of_home
 }
 

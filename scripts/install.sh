@@ -47,6 +47,7 @@ why=$(unsafe_path "$dest")
 read_env_file "$src/$STACK_ENV_FILE" "${STACK_FIELDS[@]}" ||
   die "the bundle's stack.env is malformed" "$EXIT_USAGE"
 [[ -x $DOCKER ]] || die "docker not found at '$DOCKER' (NAS_DOCKER)" "$EXIT_USAGE"
+look_at_containers
 mounts=$(rw_mounts_of_home)
 [[ -z $mounts ]] || die "refused: container $(head -n 1 <<<"$mounts"); no container may write the loopctl home" "$EXIT_REFUSED"
 

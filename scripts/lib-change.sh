@@ -58,6 +58,7 @@ parse_flags() {
 # that runs without that preflight (a rollback, to switch sooner).
 refuse_unsafe_home() {
   local why
+  look_at_containers
   why=$(unsafe_home; rw_mounts_of_home)
   [[ -z $why ]] || die "the loopctl home is not safe for root: $(head -n 1 <<<"$why") (run 'inv setup')" "$EXIT_REFUSED"
 }
@@ -343,8 +344,9 @@ recover_change() {
   esac
   journal_clear
   RECOVERING=0
-  # This change starts from a clean slate.
+  # This change starts from a clean slate, and from what Docker says after the repair.
   live="" target="" switched=0 committed=0 brought_up="" IMAGES="" aux_changed=0 RETIRED=""
+  look_at_containers
 }
 
 # recreate_all SHORT COLOR BACKUP: the app's other services, COLOR and the proxy recreated from

@@ -19,6 +19,8 @@ umask 022
 readonly BASE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 PATH=$BASE_PATH
 export PATH
+# Set by look_at_containers only, never by a caller's environment.
+unset LOOK
 
 # The home is where this file is installed. install.sh, which runs from the upload folder
 # before anything is installed, names the home it installs into instead.
@@ -205,8 +207,10 @@ take_lock() {
   install -d -m 0700 "$LOOPCTL_HOME/$LOCK_DIR"
   exec 9>>"$LOCK"
   # Up to two seconds: `facts.sh lock` holds it for an instant when it looks.
-  if ! flock -w 2 9; then
-    die "refused: $(cat "$LOCK_INFO" 2>/dev/null || echo 'another deploy is running')" "$EXIT_LOCKED"
+  if ! flock -n 9; then
+    flock -w 2 9 || die "refused: $(cat "$LOCK_INFO" 2>/dev/null || echo 'another deploy is running')" "$EXIT_LOCKED"
+    # Whatever held it may have changed containers since the last look.
+    [[ -z ${LOOK+set} ]] || look_at_containers
   fi
   printf '%s by %s since %s (commit %s, pid %s)\n' "$1" "$(printable "${PERFORMER:-unknown}")" \
     "$(utc_now)" "$2" "$$" >"$LOCK_INFO.new"
@@ -281,19 +285,33 @@ unsafe_home() {
   done
 }
 
-# Containers that mount the home, a directory above it or one inside it read-write can
-# write what root runs. (Read-only mounts inside it are fine: the proxy reads its config.)
-rw_mounts_of_home() {
+# look_at_containers: every container as Docker sees it now, from one inspect (a rollback
+# decides from it before its switch: each docker call costs it ~15 ms). LOOK, a line each:
+# /NAME<TAB>IMAGE<TAB>RUNNING<TAB>HEALTH (none without a healthcheck), then a field per
+# mount: SOURCE\037RW. What changes a container reads Docker again.
+look_at_containers() {
   local ids
   ids=$(docker ps -aq)
-  [[ -n $ids ]] || return 0
+  LOOK=""
   # shellcheck disable=SC2086  # one id per word
-  docker inspect --format '{{.Name}}{{range .Mounts}}{{"\t"}}{{.Source}}{{"\x1f"}}{{.RW}}{{end}}' $ids |
-    awk -F'\t' -v home="$LOOPCTL_HOME" '
-      { for (i = 2; i <= NF; i++) {
+  [[ -z $ids ]] || LOOK=$(docker inspect --format '{{.Name}}{{"\t"}}{{.Config.Image}}{{"\t"}}{{.State.Running}}{{"\t"}}{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{range .Mounts}}{{"\t"}}{{.Source}}{{"\x1f"}}{{.RW}}{{end}}' $ids)
+}
+
+# seen NAME image|running|health: that of container NAME in LOOK ("" when it has none).
+seen() {
+  awk -F'\t' -v name="/$1" -v field="$2" '$1 == name { print $(field == "image" ? 2 : field == "running" ? 3 : 4); exit }' <<<"$LOOK"
+}
+
+# Containers that mount the home, a directory above it or one inside it read-write can
+# write what root runs. (Read-only mounts inside it are fine: the proxy reads its config.)
+# From LOOK: look_at_containers first.
+rw_mounts_of_home() {
+  [[ -n $LOOK ]] || return 0
+  awk -F'\t' -v home="$LOOPCTL_HOME" '
+      { for (i = 5; i <= NF; i++) {
           split($i, m, "\037"); src = m[1]; rw = m[2]
           if (rw != "true") continue
           if (src == home || index(home "/", src "/") == 1 || index(src, home "/") == 1 || src == "/")
             printf "%s mounts %s read-write\n", substr($1, 2), src
-        } }'
+        } }' <<<"$LOOK"
 }

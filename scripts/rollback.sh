@@ -124,14 +124,18 @@ main() {
   live=$(live_color)
   [[ -n $live ]] || die "nothing is deployed: no previous release to roll back to" "$EXIT_NOTHING_TO_ROLL_BACK"
   [[ $live != app ]] || die "the app's own container serves: there is no loopctl release to roll back from" "$EXIT_NOTHING_TO_ROLL_BACK"
-  current=$(color_commit "$live")
+  # What the rollback decides from, Docker's view in one look (refuse_unsafe_home took it; the
+  # repair of a change cut short, when there was one, took it again).
+  current=$(seen "$(container "$live")" image)
+  current=${current##*:}
   # The live color's container removed by hand: the history says what it ran.
   [[ -n $current ]] || current=$(awk -F'\t' -v color="$live" '$5 == color { commit = $3 } END { print commit }' "$RELEASES" 2>/dev/null)
   [[ -n $current ]] || die "the live color $live has no container and no record: deploy again with 'inv rebuild'" "$EXIT_NOTHING_TO_ROLL_BACK"
   load_release "$current"
   proxy_host
   target=$(other_color "$live")
-  kept=$(color_commit "$target")
+  kept=$(seen "$(container "$target")" image)
+  kept=${kept##*:}
   if [[ -n $to ]]; then
     tag=$(kept_tag "$to") || die "no kept release matches '$to'; kept: $(kept_tags)" "$EXIT_NOTHING_TO_ROLL_BACK"
     [[ $tag != "$current" ]] || die "$tag is already live" "$EXIT_NOTHING_TO_ROLL_BACK"
@@ -151,7 +155,7 @@ main() {
   step "rollback: live is $live ($current), bringing back $tag on $target"
   journal op=rollback "commit=$tag" "live=$live" "target=$target" step=start
   if [[ $kept == "$tag" ]]; then
-    if ! is_running "$(container "$target")"; then
+    if [[ $(seen "$(container "$target")" running) != true ]]; then
       bring_up started
       check_release_bind_sources
       docker start "$(container "$target")" >/dev/null
@@ -164,7 +168,11 @@ main() {
     compose_release "$tag" up -d --no-deps --no-build --force-recreate "$(container "$target")"
   fi
   journal_set step health
-  wait_healthy "$(container "$target")" "$HEALTH_TIMEOUT" || die "$(container "$target") did not become healthy"
+  if [[ -z $brought_up && $(seen "$(container "$target")" health) == healthy ]]; then
+    printf '    %s: healthy\n' "$(container "$target")"
+  else
+    wait_healthy "$(container "$target")" "$HEALTH_TIMEOUT" || die "$(container "$target") did not become healthy"
+  fi
   if [[ -n $brought_up ]]; then
     # A release that was not serving is checked before it gets traffic; going back to fewer
     # tools is what a rollback may mean.
