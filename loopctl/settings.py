@@ -4,20 +4,31 @@ Why a table: validation, `inv config` (with secrets redacted) and the `.env.exam
 check in the tests all derive from it, so a setting cannot exist undocumented or
 unchecked. A real environment variable wins over `.env`, as in any twelve-factor tool.
 Values are parsed when loaded, so a malformed one is reported before any connection.
+
+Why strict: a typo in the settings file (`NAS_PROT=41000`), a key given twice, a line
+the parser cannot read, a LOOP_ENV_FILE that does not exist or a number beyond all
+reason would otherwise be dropped or taken silently, and the verb would run on a
+default nobody chose. Each is one line naming the file's line instead. Only the file
+is held to its names: the real environment holds many unrelated variables, so there a
+name that is a near miss of a setting's (same first word, a letter or two off) only
+warns.
 """
 
 from __future__ import annotations
 
+import difflib
+import io
 import os
 import re
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from . import contract
 from .errors import ConfigError
@@ -142,9 +153,17 @@ def relative_path(raw: str) -> str:
 
 
 def url(raw: str) -> str:
+    """An http(s) URL that requests can send as it is: no spaces, a port that is a number
+    (`http://a b` would otherwise pass here and fail later as if the server were down)."""
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("expected an http:// or https:// URL")
+    if re.search(r"\s", raw):
+        raise ValueError("expected a URL without spaces (write a space in a path as %20)")
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number from 0 to 65535)
+    except ValueError:
+        raise ValueError("expected a URL whose port is a number from 1 to 65535") from None
     return raw.rstrip("/")
 
 
@@ -156,11 +175,15 @@ def url_path(raw: str) -> str:
 
 @dataclass(frozen=True)
 class Setting:
+    """`maximum`: the largest number a numeric setting takes (its parser sets the least). A
+    timeout of 999999999999 s is a typo, and with it a verb against a silent port never ends."""
+
     name: str
     default: str | None
     parse: Callable[[str], Any]
     help: str
     secret: bool = False
+    maximum: float | None = None
 
 
 SYNOLOGY_DOCKER = "/var/packages/ContainerManager/target/usr/bin/docker"
@@ -174,7 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NAS_SUDO_PASSWORD", "", secret,
             "answered to sudo's prompt; empty: passwordless sudo (sudo --non-interactive)", secret=True),
     Setting("NAS_KNOWN_HOSTS", "~/.ssh/known_hosts", local_path, "known_hosts file holding the NAS host key"),
-    Setting("NAS_CONNECT_TIMEOUT", "10", seconds, "seconds to wait for the SSH connection"),
+    Setting("NAS_CONNECT_TIMEOUT", "10", seconds, "seconds to wait for the SSH connection", maximum=300),
     Setting("NAS_DOCKER", SYNOLOGY_DOCKER, remote_path, "docker binary on the NAS (not on a non-interactive PATH)"),
     Setting("NAS_APP_DIR", "/volume1/LOOP_CORE/vault/LOOP", remote_path,
             "app checkout on the NAS (the app's own compose file is at its root)"),
@@ -188,19 +211,19 @@ SETTINGS: tuple[Setting, ...] = (
             "where the api mounts its OAuth keys and database (rebuild-all backs that folder up, then replaces it)"),
     # Deploying
     Setting("DEPLOY_HEALTH_TIMEOUT", contract.HEALTH_TIMEOUT, positive_int,
-            "seconds a new container has to become healthy"),
+            "seconds a new container has to become healthy", maximum=3600),
     Setting("DEPLOY_VERIFY_SECONDS", contract.DEPLOY_VERIFY_SECONDS, positive_int,
-            "seconds to verify traffic through the proxy after a switch"),
+            "seconds to verify traffic through the proxy after a switch", maximum=3600),
     Setting("ROLLBACK_VERIFY_SECONDS", contract.ROLLBACK_VERIFY_SECONDS, count,
             "seconds to verify traffic after a rollback's switch (0: until the release answers through the "
-            "proxy; an MCP session through it follows either way)"),
+            "proxy; an MCP session through it follows either way)", maximum=3600),
     Setting("DEPLOY_BUILD_TIMEOUT", contract.BUILD_TIMEOUT, positive_int,
-            "seconds a build may take before it is stopped and undone"),
-    Setting("KEEP_RELEASES", contract.KEEP_RELEASES, positive_int, "release images kept for rollback --to"),
+            "seconds a build may take before it is stopped and undone", maximum=86400),
+    Setting("KEEP_RELEASES", contract.KEEP_RELEASES, positive_int, "release images kept for rollback --to", maximum=100),
     Setting("KEEP_WARM", contract.KEEP_WARM, boolean,
             "keep the replaced color running as the warm standby (its sessions go on; rollback is a switch)"),
     Setting("DRAIN_SECONDS", contract.DRAIN_SECONDS, positive_int,
-            "seconds the proxy keeps a replaced color's open MCP streams after a switch"),
+            "seconds the proxy keeps a replaced color's open MCP streams after a switch", maximum=86400),
     # The stack on the NAS (written to stack.env by `inv setup`)
     Setting("STACK_PROXY_IMAGE", "nginx:1.27-alpine", stack_value, "nginx image for the proxy"),
     Setting("STACK_PROXY_PORT", "", port,
@@ -218,15 +241,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MCP_TOKEN", "", secret, "bearer token for an OAuth-protected MCP endpoint", secret=True),
     Setting("ALLOW_INSECURE_TOKEN", "0", boolean,
             "1: send MCP_TOKEN over plain http:// to a host other than this machine (anyone on the way can read it)"),
-    Setting("CHECK_TIMEOUT", "5", seconds, "seconds per HTTP request"),
-    Setting("CHECK_DEADLINE", "30", seconds, "seconds a whole check may take, retries included"),
-    Setting("CHECK_RETRIES", "2", count, "retries with backoff after a failed health request"),
+    Setting("CHECK_TIMEOUT", "5", seconds, "seconds per HTTP request", maximum=300),
+    Setting("CHECK_DEADLINE", "30", seconds, "seconds a whole check may take, retries included", maximum=3600),
+    Setting("CHECK_RETRIES", "2", count, "retries with backoff after a failed health request", maximum=10),
     Setting("CHECK_CA_BUNDLE", "", local_path, "CA file to trust (private CA); empty: system CAs"),
     Setting("HEALTH_EXPECT", "status=ok", text, "key=value the health JSON must hold; empty: any JSON object"),
-    Setting("HEALTH_WARN_SECONDS", "1", seconds, "response time that makes health WARNING"),
-    Setting("HEALTH_CRIT_SECONDS", "3", seconds, "response time that makes health CRITICAL"),
-    Setting("CERT_WARN_DAYS", "14", positive_int, "certificate days left that make health WARNING"),
-    Setting("CERT_CRIT_DAYS", "3", positive_int, "certificate days left that make health CRITICAL"),
+    Setting("HEALTH_WARN_SECONDS", "1", seconds, "response time that makes health WARNING", maximum=300),
+    Setting("HEALTH_CRIT_SECONDS", "3", seconds, "response time that makes health CRITICAL", maximum=300),
+    Setting("CERT_WARN_DAYS", "14", positive_int, "certificate days left that make health WARNING", maximum=3650),
+    Setting("CERT_CRIT_DAYS", "3", positive_int, "certificate days left that make health CRITICAL", maximum=3650),
     Setting("ALERT_WEBHOOK_URL", "", url, "POSTed on every health state change", secret=True),
     Setting("ALERT_WEBHOOK_FORMAT", "json", choice("json", "text"), "json, or text for ntfy-style services"),
     Setting("HEALTHCHECK_PING_URL", "", url, "healthchecks.io-style ping URL (/fail on trouble)", secret=True),
@@ -326,27 +349,129 @@ def env_file(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get("LOOP_ENV_FILE") or PROJECT_DIR / ".env").expanduser()
 
 
-def load(environ: Mapping[str, str] = os.environ) -> Settings:
+def closest(name: str, cutoff: float = 0.6) -> str | None:
+    """The setting a mistyped name most likely meant."""
+    found = difflib.get_close_matches(name, BY_NAME, n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class FileValue:
+    value: str
+    line: int
+
+
+def read_env_file(path: Path, explicit: bool, only: frozenset[str]) -> dict[str, FileValue]:
+    """The settings file's values, each with its line; any line that is not a known setting
+    given once, in a form python-dotenv reads, is an error naming that line. (dotenv itself
+    only warns about a line it cannot read, and drops the setting on it.) `/dev/null`, or no
+    `.env` where none was asked for, is no file. A line's text is never quoted: it may hold a
+    secret. Duplicates count among the `only` settings (the ones the verb reads)."""
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"LOOP_ENV_FILE={str(path)!r} does not exist (for no settings file, use /dev/null)")
+        return {}
+    if path.is_dir():
+        raise ConfigError(f"settings file {str(path)!r} is a directory")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"settings file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"settings file {str(path)!r} is not UTF-8 text") from None
+    seen: dict[str, int] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        # dotenv counts a binding from the blank lines before it
+        line = binding.original.line + len(re.findall(r"\r\n|\n|\r", re.match(r"\s*", binding.original.string).group()))
+        where = f"{path}:{line}"
+        if binding.error:
+            raise ConfigError(f"{where}: cannot read this line: expected NAME=value (a value with spaces, "
+                              f"'#' or quotes goes in single quotes)")
+        if binding.key is None:
+            continue  # a blank line or a comment
+        key = printable(binding.key)
+        if binding.key not in BY_NAME:
+            guess = closest(binding.key)
+            hint = f"did you mean {guess}?" if guess else "see .env.example for the settings"
+            raise ConfigError(f"{where}: {key} is not a loopctl setting; {hint}")
+        if binding.value is None:
+            raise ConfigError(f"{where}: {key} has no '=' (write {key}= for an empty value)")
+        if binding.key in seen and binding.key in only:
+            raise ConfigError(f"{path}: {key} is set twice, on lines {seen[binding.key]} and {line}; keep one")
+        seen.setdefault(binding.key, line)
+    # The values as dotenv reads them (quotes, escapes and ${VAR} as before), from the same text.
+    values = dotenv_values(stream=io.StringIO(text))
+    return {key: FileValue(value, seen[key]) for key, value in values.items() if value is not None and key in seen}
+
+
+_warned_names: set[str] = set()
+
+
+def warn_about_near_misses(environ: Mapping[str, str]) -> None:
+    """An environment variable a letter or two off a setting's name, with its first word
+    (`NAS_PROT`): a warning, once, since the environment is shared with everything else."""
+    words = {name.split("_")[0] for name in BY_NAME}
+    for name in environ:
+        if name in BY_NAME or name in _warned_names or name.split("_")[0] not in words:
+            continue
+        guess = closest(name, cutoff=0.85)
+        if guess and guess.split("_")[0] == name.split("_")[0]:
+            _warned_names.add(name)
+            print(f"warning: the environment variable {printable(name)} is not a loopctl setting; "
+                  f"did you mean {guess}?", file=sys.stderr, flush=True)
+
+
+def unprintable(raw: str, setting: Setting) -> str | None:
+    """Why a value cannot be used: no value may hold a newline or another control character
+    (they would end a line in stack.env, a header, a log line or a command). A tab is kept
+    in a secret only, which is taken exactly as written."""
+    if "\n" in raw or "\r" in raw:
+        return "expected one line"
+    allowed, inner = ("\t", raw) if setting.secret else ("", raw.strip())
+    if any((ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F) and ch not in allowed for ch in inner):
+        return "expected no control characters"
+    return None
+
+
+def parse_value(setting: Setting, raw: str) -> Any:
+    reason = unprintable(raw, setting)
+    if reason:
+        raise ValueError(reason)
+    value = setting.parse(raw if setting.parse is secret else raw.strip())
+    if setting.maximum is not None and value > setting.maximum:
+        raise ValueError(f"expected at most {setting.maximum:g}")
+    return value
+
+
+def load(environ: Mapping[str, str] = os.environ, only: Iterable[str] | None = None) -> Settings:
+    """Every setting, or `only` the ones named: a verb that reads a few (the HTTP checks) is
+    not stopped by a malformed one it never uses. The file's own form is checked either way."""
+    names = frozenset(only) if only is not None else frozenset(BY_NAME)
     path = env_file(environ)
-    file_values = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
+    file_values = read_env_file(path, bool(environ.get("LOOP_ENV_FILE")), names)
     if file_values:
-        warn_if_readable(path, file_values)
+        warn_if_readable(path, {name: entry.value for name, entry in file_values.items()})
+    warn_about_near_misses(environ)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for setting in SETTINGS:
+        if setting.name not in names:
+            continue
+        where = ""
         if setting.name in environ:
             raw, source = environ[setting.name], "environment"
         elif setting.name in file_values:
-            raw, source = file_values[setting.name], str(path)
+            raw, source = file_values[setting.name].value, str(path)
+            where = f" ({path}:{file_values[setting.name].line})"
         else:
             raw, source = setting.default, "default"
         if raw is None or (raw == "" and setting.default in (None, "")):
             values[setting.name] = raw
         else:
             try:
-                values[setting.name] = setting.parse(raw if setting.parse is secret else raw.strip())
+                values[setting.name] = parse_value(setting, raw)
             except ValueError as exc:
                 shown = "'<redacted>'" if setting.secret or (setting.parse is url and "@" in raw) else repr(raw)
-                raise ConfigError(f"{setting.name}={shown} is invalid: {exc}") from None
+                raise ConfigError(f"{setting.name}={shown} is invalid: {exc}{where}") from None
         sources[setting.name] = source
     return Settings(values, sources)

@@ -22,7 +22,7 @@ def test_bash_reads_the_same_values_python_does():
 
 
 def test_settings_default_to_the_scripts_defaults():
-    settings = settings_module.load({"LOOP_ENV_FILE": "/nonexistent"})
+    settings = settings_module.load({"LOOP_ENV_FILE": "/dev/null"})
     assert settings.deploy_health_timeout == int(contract.HEALTH_TIMEOUT)
     assert settings.deploy_verify_seconds == int(contract.DEPLOY_VERIFY_SECONDS)
     assert settings.rollback_verify_seconds == int(contract.ROLLBACK_VERIFY_SECONDS)

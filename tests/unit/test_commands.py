@@ -8,7 +8,7 @@ from loopctl.runner import Nas
 
 @pytest.fixture
 def settings(tmp_path):
-    return settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "NAS_HOST": "nas", "NAS_USER": "ops",
+    return settings_module.load({"LOOP_ENV_FILE": "/dev/null", "NAS_HOST": "nas", "NAS_USER": "ops",
                           "NAS_APP_DIR": "/volume1/app"})
 
 
@@ -80,16 +80,16 @@ def test_the_nginx_conf_installed_holds_drain_seconds(tmp_path):
     from loopctl import contract, install
     from loopctl import settings as settings_module
 
-    default = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    default = settings_module.load({"LOOP_ENV_FILE": "/dev/null"})
     shipped = (install.PROJECT_DIR / install.NGINX_CONF).read_text()
     # The file in the repository is the default, so it is a valid nginx.conf as it stands.
     assert install.nginx_conf(default) == shipped
     assert f"worker_shutdown_timeout {contract.DRAIN_SECONDS}s;" in shipped
-    short = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "DRAIN_SECONDS": "30"})
+    short = settings_module.load({"LOOP_ENV_FILE": "/dev/null", "DRAIN_SECONDS": "30"})
     assert "worker_shutdown_timeout 30s;" in install.nginx_conf(short)
     assert install.nginx_conf(short).replace("30s;", "600s;") == shipped
     # The MCP location is the path the gate checks; the upstream file is where the proxy sees it.
     assert f"location {contract.APP_MCP_PATH} {{" in shipped
     assert f"include {contract.PROXY_LIVE_MOUNT}/{contract.UPSTREAM_FILE.rsplit('/', 1)[1]};" in shipped
     assert "KEEP_WARM=1" in install.stack_env(default) and "KEEP_WARM=0" in install.stack_env(
-        settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "KEEP_WARM": "0"}))
+        settings_module.load({"LOOP_ENV_FILE": "/dev/null", "KEEP_WARM": "0"}))

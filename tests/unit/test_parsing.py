@@ -12,7 +12,7 @@ def status_output(*lines: str) -> Output:
 
 
 def test_the_status_fact_reads_every_line_facts_sh_prints(tmp_path):
-    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    settings = settings_module.load({"LOOP_ENV_FILE": "/dev/null"})
     state = facts.parse_status(status_output(
         "live\tgreen", "upstream\tok", "lock\theld\tdeploy by Ann since 2026-11-25T10:00:00Z (commit abc, pid 7)",
         "journal\top=deploy\tstep=health\t", "home\t/volume1 is writable by group or others (mode 775)",
@@ -35,7 +35,7 @@ def test_the_status_fact_reads_every_line_facts_sh_prints(tmp_path):
 
 
 def test_the_lock_fact_and_the_checkout_config_allow_list(tmp_path):
-    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    settings = settings_module.load({"LOOP_ENV_FILE": "/dev/null"})
     assert facts.parse_lock(Output("", "", 0), settings) is None
     assert facts.parse_lock(Output("rollback by Bo\n", "", 75), settings) == "rollback by Bo"
     config = "\n".join(["core.bare", "remote.origin.url", "branch.main.merge", "core.fsmonitor", "filter.x.smudge",
@@ -50,7 +50,7 @@ def test_a_checkout_read_that_ran_out_of_time_is_unreadable_not_empty(tmp_path):
 
     from loopctl.errors import CheckoutUnreadable, Refused
 
-    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "NAS_APP_DIR": "/volume1/app"})
+    settings = settings_module.load({"LOOP_ENV_FILE": "/dev/null", "NAS_APP_DIR": "/volume1/app"})
     assert facts.CHECKOUT_COMMIT.parse(Output("ab" * 20 + "\n", "", 0), settings) == "ab" * 20
     assert facts.CHECKOUT_COMMIT.parse(Output("", "fatal: not a git repository", 128), settings) == ""
     for fact in (facts.CHECKOUT_COMMIT, facts.CHECKOUT_BRANCH, facts.CHECKOUT_CONFIG):
@@ -121,7 +121,7 @@ def test_scrubbed_stream_hides_secrets_and_the_sudo_prompt_even_across_writes():
 
 
 def test_status_names_every_problem(tmp_path):
-    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    settings = settings_module.load({"LOOP_ENV_FILE": "/dev/null"})
     session = type("S", (), {"settings": settings})()
     state = facts.NasState("green", "garbled", None, {"op": "deploy", "step": "switch"},
                            ["/volume1 is writable by group or others (mode 775)"], ["flock is missing"],

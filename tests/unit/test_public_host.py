@@ -26,7 +26,7 @@ def prepared(major: int) -> stackdef.Prepared:
 
 
 def release_for(tmp_path, public_url: str, major: int = 2) -> stackdef.Release:
-    loaded = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "PUBLIC_URL": public_url})
+    loaded = settings_module.load({"LOOP_ENV_FILE": "/dev/null", "PUBLIC_URL": public_url})
     return stackdef.build_release(prepared(major), loaded, COMMIT)
 
 
@@ -88,7 +88,7 @@ def test_url_credentials_are_blanked_in_any_url():
 
 
 def test_an_error_is_one_line_with_settings_secrets_and_url_credentials_blanked(tmp_path):
-    loaded = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "NAS_SUDO_PASSWORD": "sudo-pw-1",
+    loaded = settings_module.load({"LOOP_ENV_FILE": "/dev/null", "NAS_SUDO_PASSWORD": "sudo-pw-1",
                                    "PUBLIC_URL": f"https://{USER}:{PASSWORD}@mcp.example.com"})
     error = Refused(f"PUBLIC_URL https://{USER}:{PASSWORD}@mcp.example.com, and {PASSWORD} alone,\n"
                     f"the sudo password sudo-pw-1 \x1b[31mand https://bob:t0ken@git.example.com/x")

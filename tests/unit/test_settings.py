@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -64,14 +65,41 @@ def test_secrets_are_redacted_and_listed_for_scrubbing(tmp_path):
     assert sorted(settings.secrets()) == ["p a$s", "tok"]
 
 
-def test_env_example_documents_every_setting_with_placeholders_only():
-    text = (REPO / ".env.example").read_text()
-    assigned = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in text.splitlines()
-                if line and not line.startswith("#")}
-    assert set(assigned) == {setting.name for setting in settings_module.SETTINGS}
+def env_example() -> dict[str, tuple[str, str]]:
+    """NAME -> (value, the comment lines just above it, joined)."""
+    entries, comment = {}, []
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if line.startswith("#"):
+            comment.append(line.lstrip("# "))
+        elif line:
+            name, value = line.split("=", 1)
+            entries[name] = (value, " ".join(comment))
+            comment = []
+        else:
+            comment = []
+    return entries
+
+
+def test_env_example_documents_every_setting_with_its_real_default_and_maximum():
+    """Each entry's comment states the table's default exactly (`default X`, once), or says
+    `(required)` or nothing about a default when there is none; a setting with a default shows
+    that default as its value; a bounded number states its maximum; secrets are left empty."""
+    entries = env_example()
+    assert set(entries) == {setting.name for setting in settings_module.SETTINGS}
     for setting in settings_module.SETTINGS:
+        value, comment = entries[setting.name]
+        stated = re.findall(r"\bdefault (\S+?)[;,.)]?(?:\s|$)", comment, re.IGNORECASE)
+        if setting.default is None:
+            assert "(required)" in comment and not stated, setting.name
+        elif setting.default == "":
+            assert not stated, f"{setting.name} has no default, but .env.example states {stated}"
+        else:
+            assert stated == [setting.default], f"{setting.name}: the default is {setting.default}, not {stated}"
+            assert value == setting.default, f"{setting.name}={value} in .env.example, but the default is {setting.default}"
+        if setting.maximum is not None:
+            assert f"at most {setting.maximum:g}" in comment, f"{setting.name}: state its maximum {setting.maximum:g}"
         if setting.secret:
-            assert assigned[setting.name] == "", f"{setting.name} must be empty in .env.example"
+            assert value == "", f"{setting.name} must be empty in .env.example"
 
 
 def test_env_example_parses_as_valid_settings():
@@ -160,3 +188,128 @@ def test_allow_insecure_token_is_a_switch(tmp_path):
     assert load(tmp_path, ALLOW_INSECURE_TOKEN="1").allow_insecure_token is True
     with pytest.raises(ConfigError, match="ALLOW_INSECURE_TOKEN='maybe' is invalid: expected 1 or 0"):
         load(tmp_path, ALLOW_INSECURE_TOKEN="maybe")
+
+
+# --- strictness: every mistake in the settings file is one line naming its line ---
+
+def file_error(tmp_path, text: str, **environ) -> str:
+    with pytest.raises(ConfigError) as error:
+        load(tmp_path, text, **environ)
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_an_unknown_name_in_the_file_names_its_line_and_the_closest_setting(tmp_path):
+    message = file_error(tmp_path, "NAS_HOST=nas\n\nNAS_PROT=41000\n")
+    assert message == f"{tmp_path / '.env'}:3: NAS_PROT is not a loopctl setting; did you mean NAS_PORT?"
+    far = file_error(tmp_path, "# a comment\nCOMPLETELY_UNRELATED=1\n")
+    assert far == f"{tmp_path / '.env'}:2: COMPLETELY_UNRELATED is not a loopctl setting; see .env.example for the settings"
+
+
+def test_a_key_given_twice_names_both_lines(tmp_path):
+    message = file_error(tmp_path, "NAS_PORT=22\nNAS_HOST=nas\n# later\nNAS_PORT=2222\n")
+    assert message == f"{tmp_path / '.env'}: NAS_PORT is set twice, on lines 1 and 4; keep one"
+
+
+@pytest.mark.parametrize("text, line", [
+    ("NAS_HOST=nas\nNAS_SUDO_PASSWORD='unterminated hunter2\n", 2),
+    ("NAS HOST=nas\n", 1),
+    ("NAS_HOST=nas\n=hunter2\n", 2),
+])
+def test_a_line_dotenv_cannot_read_is_an_error_with_its_number_and_not_its_text(tmp_path, text, line):
+    message = file_error(tmp_path, text)
+    assert message.startswith(f"{tmp_path / '.env'}:{line}: cannot read this line"), message
+    assert "hunter2" not in message
+
+
+def test_a_bare_name_without_equals_is_an_error(tmp_path):
+    assert file_error(tmp_path, "NAS_HOST\n") == f"{tmp_path / '.env'}:1: NAS_HOST has no '=' (write NAS_HOST= for an empty value)"
+
+
+def test_the_quoting_forms_of_env_example_and_the_sandbox_still_read(tmp_path):
+    settings = load(tmp_path, "NAS_HOST=nas # the NAS\nexport NAS_USER=ops\nHEALTH_EXPECT=\"status=ok\"\n"
+                              "NAS_SUDO_PASSWORD='rig pw\\'$(id)\"#6d'\nMCP_TOKEN=\n\r\n")
+    assert (settings.nas_host, settings.nas_user, settings.health_expect) == ("nas", "ops", "status=ok")
+    assert settings.nas_sudo_password == "rig pw'$(id)\"#6d"
+
+
+def test_a_settings_file_that_does_not_exist_is_an_error_and_dev_null_is_none(tmp_path):
+    missing = tmp_path / "missing.env"
+    with pytest.raises(ConfigError) as error:
+        settings_module.load({"LOOP_ENV_FILE": str(missing)})
+    assert str(error.value) == f"LOOP_ENV_FILE='{missing}' does not exist (for no settings file, use /dev/null)"
+    with pytest.raises(ConfigError, match="is a directory"):
+        settings_module.load({"LOOP_ENV_FILE": str(tmp_path)})
+    assert settings_module.load({"LOOP_ENV_FILE": "/dev/null"}).nas_port == 22
+
+
+@pytest.mark.parametrize("name, raw, reason", [
+    ("PUBLIC_URL", "https://mcp.example.com\nX-Injected: 1", "expected one line"),
+    ("HEALTH_EXPECT", "status=ok\r", "expected one line"),
+    ("HEALTH_EXPECT", "status=\x1b[31mok", "expected no control characters"),
+    ("NAS_SSH_KEY", "/keys/id\nrm", "expected one line"),
+    ("GIT_BRANCH", "main\x00", "expected no control characters"),
+    ("HEALTH_EXPECT", "status=\tok", "expected no control characters"),
+    ("MCP_TOKEN", "tok\x85en", "expected no control characters"),
+])
+def test_no_value_holds_a_newline_or_a_control_character(tmp_path, name, raw, reason):
+    for source in ("environment", "file"):
+        if source == "environment":
+            message = file_error(tmp_path, "", **{name: raw})
+        else:
+            quoted = raw.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+            message = file_error(tmp_path, f'HEALTH_PATH=/health\n{name}="{quoted}"\n')
+            assert message.endswith(f"({tmp_path / '.env'}:2)"), message
+        assert message.startswith(f"{name}=") and f"is invalid: {reason}" in message, message
+        assert "\x1b" not in message and "\r" not in message
+
+
+def test_a_tab_is_kept_in_a_secret_only(tmp_path):
+    assert load(tmp_path, MCP_TOKEN="a\tb").mcp_token == "a\tb"
+
+
+@pytest.mark.parametrize("name, raw, maximum", [
+    ("NAS_CONNECT_TIMEOUT", "999999999999", "300"),
+    ("CHECK_TIMEOUT", "301", "300"),
+    ("CHECK_RETRIES", "1000", "10"),
+    ("KEEP_RELEASES", "101", "100"),
+    ("DEPLOY_BUILD_TIMEOUT", "86401", "86400"),
+])
+def test_numbers_beyond_their_maximum_are_refused(tmp_path, name, raw, maximum):
+    assert file_error(tmp_path, "", **{name: raw}) == f"{name}={raw!r} is invalid: expected at most {maximum}"
+
+
+def test_every_numeric_setting_has_a_maximum_in_the_table():
+    numeric = (settings_module.seconds, settings_module.positive_int, settings_module.count)
+    for setting in settings_module.SETTINGS:
+        if setting.parse in numeric:
+            assert setting.maximum is not None, f"{setting.name} needs a maximum"
+            if setting.default:
+                assert setting.parse(setting.default) <= setting.maximum, setting.name
+
+
+def test_only_the_settings_asked_for_are_read(tmp_path):
+    env_file = tmp_path / "only.env"
+    env_file.write_text("NAS_PORT=22x\nPUBLIC_URL=https://mcp.example.com\n")
+    loaded = settings_module.load({"LOOP_ENV_FILE": str(env_file)}, only=("PUBLIC_URL", "CHECK_TIMEOUT"))
+    assert loaded.public_url == "https://mcp.example.com" and loaded.check_timeout == 5
+    with pytest.raises(AttributeError):
+        loaded.nas_port  # noqa: B018
+    # The file's form is the file's, whoever reads it.
+    env_file.write_text("NAS_PROT=1\n")
+    with pytest.raises(ConfigError, match="NAS_PROT is not a loopctl setting; did you mean NAS_PORT"):
+        settings_module.load({"LOOP_ENV_FILE": str(env_file)}, only=("PUBLIC_URL",))
+
+
+def test_a_near_miss_in_the_environment_warns_once_and_unrelated_names_do_not(tmp_path, capsys):
+    load(tmp_path, NAS_PROT="41000", NAS_SOMETHING_ELSE="x", PATH="/bin", GIT_DIR="/x", CHECK_TIMOUT="3")
+    load(tmp_path, NAS_PROT="41000")
+    assert capsys.readouterr().err == (
+        "warning: the environment variable NAS_PROT is not a loopctl setting; did you mean NAS_PORT?\n"
+        "warning: the environment variable CHECK_TIMOUT is not a loopctl setting; did you mean CHECK_TIMEOUT?\n")
+
+
+@pytest.mark.parametrize("raw", ["http://a b", "http://mcp.example.com:99999", "https://mcp.example.com/a path"])
+def test_a_url_that_cannot_be_sent_is_refused(tmp_path, raw):
+    assert file_error(tmp_path, "", PUBLIC_URL=raw).startswith(f"PUBLIC_URL={raw!r} is invalid: expected a URL")

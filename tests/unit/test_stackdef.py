@@ -21,7 +21,7 @@ EXPORT = "/volume1/@loopctl/build/src/LOOP"
 
 @pytest.fixture
 def settings(tmp_path):
-    return settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none")})
+    return settings_module.load({"LOOP_ENV_FILE": "/dev/null"})
 
 
 def prepared(resolved: str, major: int, raw: str | None = None, literal: str | None = None) -> stackdef.Prepared:
@@ -234,6 +234,6 @@ def test_port_and_mount_syntaxes():
 
 
 def test_the_public_host_is_what_the_mcp_gate_sends_as_host(tmp_path):
-    settings = settings_module.load({"LOOP_ENV_FILE": str(tmp_path / "none"), "PUBLIC_URL": "https://mcp.example.com:8443/x"})
+    settings = settings_module.load({"LOOP_ENV_FILE": "/dev/null", "PUBLIC_URL": "https://mcp.example.com:8443/x"})
     release = stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2), settings, COMMIT)
     assert release.fields["PUBLIC_HOST"] == "mcp.example.com:8443"
