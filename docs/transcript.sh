@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Capture what the verbs print, on the sandbox NAS, into docs/transcript.md: `inv status`, an
 # `inv rebuild` of a one-line commit made in the sandbox's workstation clone of the app,
-# `inv rollback` and `inv health`, verbatim but for control bytes.
+# `inv rollback`, the end of its run log (`inv run-log --tail 8`) and `inv health`, verbatim but
+# for control bytes.
 #
 # Run as root with the sandbox up (./sandbox.sh, or rig/up.sh), from any folder:
 #   docs/transcript.sh
@@ -32,7 +33,7 @@ run() {
   ((status == 0)) || die "inv $* failed (exit $status); $OUT is left as it was"
 }
 
-# A one-line change to the example app, committed as tests/rig/support.py's commit_change does.
+# A one-line change to the example app, committed as rig/sandbox.py's commit_change does.
 commit_change() {
   local main=$workstation/api/main.py label
   label="transcript $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -53,6 +54,10 @@ main() {
   flock 9
   [[ -z $(git -C "$workstation" status --porcelain) ]] ||
     die "the workstation clone $workstation has uncommitted changes: commit or remove them first" 2
+  # The NAS must run this checkout's scripts, as the tests' setup makes it: a drifted NAS refuses
+  # the rebuild. Its output is not part of the transcript.
+  local installed
+  installed=$(.venv/bin/inv setup 2>&1) || die "inv setup failed: $(printf '%s\n' "$installed" | printable | tail -n 3)"
 
   body=$(mktemp)
   trap 'rm -f "$body"' EXIT
@@ -60,14 +65,16 @@ main() {
   commit_change
   run rebuild
   run rollback
+  run run-log --tail 8
   run health
 
   # shellcheck disable=SC2016  # the backquotes are Markdown's code marks, not command substitutions
   {
     printf '# Transcript\n\n'
     printf 'What the verbs print, captured on the sandbox NAS on %s by `docs/transcript.sh`\n' "$(date -u +%Y-%m-%d)"
-    printf '(as root, with the sandbox up): `inv status`, `inv rebuild` of a one-line commit, `inv rollback`\n'
-    printf 'and `inv health`, verbatim but for control bytes. Run the script again to regenerate it.\n\n'
+    printf '(as root, with the sandbox up): `inv status`, `inv rebuild` of a one-line commit, `inv rollback`,\n'
+    printf 'the end of its run log and `inv health`, verbatim but for control bytes. Run the script again to\n'
+    printf 'regenerate it.\n\n'
     printf '```text\n'
     cat "$body"
     printf '```\n'
