@@ -30,7 +30,7 @@ lock_fact() {
 
 home_fact() {
   unsafe_home
-  look_at_containers
+  [[ -n ${LOOK+set} ]] || look_at_containers
   rw_mounts_of_home
 }
 
@@ -74,11 +74,33 @@ open_connections() {
 #   lock free|held INFO
 #   journal KEY=VALUE... | oauth volume=NAME from=FOLDER at=TIME | home PROBLEM | tool PROBLEM
 #   container NAME STATE HEALTH IMAGE STARTED SERVICE | connections NAME COUNT
+# start_tools: tools_fact from here on, beside what follows (it runs Compose for its version,
+# the slowest part of a look); tool_lines prints what it found.
+start_tools() { exec 8< <(tools_fact); }
+tool_lines() {
+  local line
+  while IFS= read -r line; do printf 'tool\t%s\n' "$line"; done <&8
+  exec 8<&-
+}
+
+# lock_and_home_lines: who holds the lock, and what makes the home unsafe for root.
+lock_and_home_lines() {
+  local holder line
+  if holder=$(lock_fact); then echo $'lock\tfree'; else printf 'lock\theld\t%s\n' "$(head -n 1 <<<"$holder")"; fi
+  [[ $1 == stack ]] || return 0
+  while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(home_fact)
+}
+
+# The stack's containers from one look: the two colors, the proxy and those of the stack's
+# Compose project (named after the first of them that carries the label, as stack_project).
 status_fact() {
-  local color upstream=missing ids project app="" app_state="" name state pid image stack=0
+  local color upstream=missing app="" app_state="" stack=0 name pid image
   if read_stack_env; then
     stack=1
-    read -r app app_state < <(app_container any $'{{.Names}}\t{{.State}}') || true
+    start_tools
+    look_at_containers
+    read -r app app_state < <(awk -F'\t' -v service="\"$API_SERVICE\"" -v dir="\"$APP_DIR\"" \
+      '$9 == service && $10 == dir { print substr($1, 2), $5; exit }' <<<"$LOOK") || true
   fi
   color=$(upstream_color)
   if [[ -r $UPSTREAM ]]; then
@@ -94,30 +116,39 @@ status_fact() {
   ((!stack)) || printf 'app\t%s\n' "$app"
   if [[ -s $JOURNAL ]]; then printf 'journal\t%s\n' "$(tr '\n' '\t' <"$JOURNAL")"; fi
   if [[ -s $LOOPCTL_HOME/$OAUTH_MOVED_FILE ]]; then printf 'oauth\t%s\n' "$(tr '\n' '\t' <"$LOOPCTL_HOME/$OAUTH_MOVED_FILE")"; fi
-  preflight_fact
-  ((stack)) || return 0
-  ids=$(docker ps -aq --filter "name=^($API_SERVICE-blue|$API_SERVICE-green|$PROXY_CONTAINER)\$")
-  project=$(stack_project "$app")
-  [[ -z $project ]] || ids+=" $(docker ps -aq --filter "label=com.docker.compose.project=$project")"
-  # shellcheck disable=SC2046  # one id per word
-  [[ -z ${ids// /} ]] || docker inspect --format $'container\t{{.Name}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}\t{{.Config.Image}}\t{{.State.StartedAt}}\t{{index .Config.Labels "com.docker.compose.service"}}' $(tr ' ' '\n' <<<"$ids" | sort -u)
+  if ((!stack)); then
+    lock_and_home_lines none
+    printf 'tool\t%s\n' "$STACK_PROBLEM"
+    return 0
+  fi
+  lock_and_home_lines stack
+  awk -F'\t' -v names="/$(container blue) /$(container green) /$PROXY_CONTAINER${app:+ /$app}" '
+    BEGIN { n = split(names, order, " "); for (i = 1; i <= 3; i++) ours[order[i]] = 1 }
+    { line[NR] = $0; name[NR] = $1; project[$1] = $8 }
+    END {
+      for (i = 1; i <= n && stack == ""; i++) if (project[order[i]] !~ /^("")?$/) stack = project[order[i]]
+      for (i = 1; i <= NR; i++) {
+        split(line[i], f, "\t")
+        if (!(name[i] in ours) && (stack == "" || f[8] != stack)) continue
+        service = f[9]; gsub(/^"|"$/, "", service)
+        printf "container\t%s\t%s\t%s\t%s\t%s\t%s\n", f[1], f[5], (f[4] == "none" ? "" : f[4]), f[2], f[6], service
+      } }' <<<"$LOOK"
   # The open connections of each running color, into its own container port.
-  while read -r name state pid image; do
-    [[ $state == true ]] || continue
-    printf 'connections\t%s\t%s\n' "${name#/}" "$(open_connections "$pid" "$(release_port "${image##*:}")")"
-  done < <(docker inspect -f '{{.Name}} {{.State.Running}} {{.State.Pid}} {{.Config.Image}}' \
-    "$(container blue)" "$(container green)" 2>/dev/null)
+  for name in "$(container blue)" "$(container green)"; do
+    [[ $(seen "$name" running) == true ]] || continue
+    pid=$(seen "$name" pid) image=$(seen "$name" image)
+    printf 'connections\t%s\t%s\n' "$name" "$(open_connections "$pid" "$(release_port "${image##*:}")")"
+  done
+  tool_lines
 }
 
-# preflight: the lines of status a change checks before it starts (the lock, the home and the
-# tools), without the containers: a rollback is a switch, and this is on its way.
 preflight_fact() {
-  local holder line
-  if holder=$(lock_fact); then echo $'lock\tfree'; else printf 'lock\theld\t%s\n' "$(head -n 1 <<<"$holder")"; fi
   if read_stack_env; then
-    while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(home_fact)
-    while IFS= read -r line; do printf 'tool\t%s\n' "$line"; done < <(tools_fact)
+    start_tools
+    lock_and_home_lines stack
+    tool_lines
   else
+    lock_and_home_lines none
     printf 'tool\t%s\n' "$STACK_PROBLEM"
   fi
 }

@@ -286,20 +286,24 @@ unsafe_home() {
 }
 
 # look_at_containers: every container as Docker sees it now, from one inspect (a rollback
-# decides from it before its switch: each docker call costs it ~15 ms). LOOK, a line each:
-# /NAME<TAB>IMAGE<TAB>RUNNING<TAB>HEALTH (none without a healthcheck), then a field per
-# mount: SOURCE\037RW. What changes a container reads Docker again.
+# decides from it before its switch, status reads everything from it: each docker call costs
+# ~15 ms). LOOK, a line each, tab-separated:
+#   1 /NAME  2 IMAGE  3 RUNNING  4 HEALTH (none without a healthcheck)  5 STATUS  6 STARTED
+#   7 PID  8 PROJECT  9 SERVICE  10 WORKING_DIR (the Compose labels)  11... "SOURCE"\037RW a mount
+# Labels and mount sources are JSON strings (any container may carry a tab or a newline in
+# them; JSON escapes both). What changes a container reads Docker again.
 look_at_containers() {
   local ids
   ids=$(docker ps -aq)
   LOOK=""
   # shellcheck disable=SC2086  # one id per word
-  [[ -z $ids ]] || LOOK=$(docker inspect --format '{{.Name}}{{"\t"}}{{.Config.Image}}{{"\t"}}{{.State.Running}}{{"\t"}}{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{range .Mounts}}{{"\t"}}{{.Source}}{{"\x1f"}}{{.RW}}{{end}}' $ids)
+  [[ -z $ids ]] || LOOK=$(docker inspect --format '{{.Name}}{{"\t"}}{{.Config.Image}}{{"\t"}}{{.State.Running}}{{"\t"}}{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{"\t"}}{{.State.Status}}{{"\t"}}{{.State.StartedAt}}{{"\t"}}{{.State.Pid}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.project")}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.service")}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.project.working_dir")}}{{range .Mounts}}{{"\t"}}{{json .Source}}{{"\x1f"}}{{.RW}}{{end}}' $ids)
 }
 
-# seen NAME image|running|health: that of container NAME in LOOK ("" when it has none).
+# seen NAME image|running|health|pid: that of container NAME in LOOK ("" when it has none).
 seen() {
-  awk -F'\t' -v name="/$1" -v field="$2" '$1 == name { print $(field == "image" ? 2 : field == "running" ? 3 : 4); exit }' <<<"$LOOK"
+  awk -F'\t' -v name="/$1" -v field="$2" '
+    $1 == name { print $(field == "image" ? 2 : field == "running" ? 3 : field == "health" ? 4 : 7); exit }' <<<"$LOOK"
 }
 
 # Containers that mount the home, a directory above it or one inside it read-write can
@@ -308,8 +312,8 @@ seen() {
 rw_mounts_of_home() {
   [[ -n $LOOK ]] || return 0
   awk -F'\t' -v home="$LOOPCTL_HOME" '
-      { for (i = 5; i <= NF; i++) {
-          split($i, m, "\037"); src = m[1]; rw = m[2]
+      { for (i = 11; i <= NF; i++) {
+          split($i, m, "\037"); src = substr(m[1], 2, length(m[1]) - 2); rw = m[2]
           if (rw != "true") continue
           if (src == home || index(home "/", src "/") == 1 || index(src, home "/") == 1 || src == "/")
             printf "%s mounts %s read-write\n", substr($1, 2), src

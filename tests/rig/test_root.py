@@ -13,7 +13,8 @@ import uuid
 import pytest
 
 from .conftest import running
-from .support import APP_DIR, LOOPCTL_HOME, NASBOT_ENV, inv, lock_is_free, serving, sh
+from rig.sandbox import APP_DIR, LOOPCTL_HOME, NASBOT_ENV, inv, serving, sh
+from .support import lock_is_free
 
 
 def as_user(user: str, command: str) -> subprocess.CompletedProcess:
@@ -49,6 +50,11 @@ def test_no_container_of_the_stack_can_reach_the_loopctl_home(deployed):
     (lambda d: (f"install -d -m 755 {d}/real && ln -s {d}/real {d}/link", f"{d}/link/home"), "is a symbolic link"),
     (lambda d: (f"install -d -m 755 {d}/mounted && docker run -d --name loop-test-mounter -v {d}/mounted:/x "
                 f"loop-rig-base:bookworm sleep 600 >/dev/null", f"{d}/mounted/home"),
+     "container loop-test-mounter mounts"),
+    # Labels are anyone's text: a tab or a newline in one hides no mount.
+    (lambda d: (f"install -d -m 755 {d}/labelled && docker run -d --name loop-test-mounter --label "
+                f"\"com.docker.compose.project=$(printf 'a\\tb\\nc\\t')\" -v {d}/labelled:/x "
+                f"loop-rig-base:bookworm sleep 600 >/dev/null", f"{d}/labelled/home"),
      "container loop-test-mounter mounts"),
     (lambda d: ("true", f"{APP_DIR}/.loopctl"), "is inside the app checkout"),
     (lambda d: (f"install -d -m 755 {d}/home && ln -s /etc {d}/home/state", f"{d}/home"),
@@ -109,7 +115,7 @@ def test_git_in_the_checkout_runs_no_hook_and_refuses_a_config_that_would_run_a_
     marker = tmp_path / "hook-ran"
     sh(f"printf '#!/bin/sh\\ntouch {marker}\\n' > {hook} && chmod 755 {hook} && chown nas {hook}")
     try:
-        from .support import commit_change
+        from rig.sandbox import commit_change
 
         commit_change(f"hooks-{time.time()}")
         result = inv("local-sync")
@@ -181,7 +187,7 @@ def remove_fifo() -> None:
 
 
 def test_a_fifo_in_the_checkouts_git_fails_the_deploy_in_time_frees_the_lock_and_status_answers(deployed):
-    from .support import commit_change
+    from rig.sandbox import commit_change
 
     color, _ = serving()
     # A commit the NAS checkout has and root's mirror not yet: the deploy must fetch it.
