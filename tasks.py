@@ -79,7 +79,7 @@ def audit(c, lines="20", local=False):
     from loopctl import audit, cli
     from loopctl.settings import count
 
-    with cli.session(c, "audit", changes=False) as session:
+    with cli.session(c, "audit", changes=False, nas=not local) as session:
         audit.show(session, lines=count(lines, "--lines"), local=local)
 
 
@@ -143,6 +143,7 @@ def rollback(c, to=None, verbose=False, json=False):
     """Switch back to the previous release (a switch while it runs as the warm standby), or --to an older one."""
     from loopctl import cli, deploy, runlog
 
+    to = to.lower() if to else to  # a commit id in either case; git and the NAS's records write it lower
     with runlog.reported("rollback", verbose, json) as report, \
             cli.session(c, "rollback", {"to": to}, changes=True) as session:
         report.attach(session)

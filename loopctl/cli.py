@@ -40,10 +40,12 @@ def load_settings(verb: str, *required: str) -> settings_module.Settings:
 
 
 @contextmanager
-def session(c: Context, verb: str, args: dict[str, Any] | None = None, *, changes: bool) -> Iterator[Session]:
-    """Run a verb. `changes`: it may change the NAS, so it leaves an audit record."""
-    session = Session(verb, load_settings(verb, *settings_module.SSH_REQUIRED), dry=bool(c.config.run.dry),
-                      echo=bool(c.config.run.echo))
+def session(c: Context, verb: str, args: dict[str, Any] | None = None, *, changes: bool,
+            nas: bool = True) -> Iterator[Session]:
+    """Run a verb. `changes`: it may change the NAS, so it leaves an audit record. `nas`: it
+    reaches the NAS, so NAS_HOST and NAS_USER must be set (`inv audit --local` does not)."""
+    required = settings_module.SSH_REQUIRED if nas else ()
+    session = Session(verb, load_settings(verb, *required), dry=bool(c.config.run.dry), echo=bool(c.config.run.echo))
     started, status = time.monotonic(), 1
     try:
         yield session

@@ -122,6 +122,8 @@ def is_in_sync(d: dict) -> bool:
 
 def setup(session: Session) -> None:
     nas, files = session.nas, bundle(session.settings)
+    if not session.dry:
+        nas.connection  # noqa: B018 (connected first: "installing" is said only once it can be done)
     session.say(f"==> installing {len(files)} files into {commands.home(session.settings)} on {nas.where}")
     made = nas.change(commands.make_upload_dir("setup"), sudo=False)
     upload_dir = made.stdout.strip() if made else "/tmp/loopctl-setup.XXXXXX"

@@ -18,6 +18,7 @@ the terminal without control characters or escape sequences, and without secrets
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 import socket
@@ -26,11 +27,13 @@ import sys
 import threading
 from dataclasses import dataclass
 from secrets import token_hex
+import time
+from pathlib import Path
 from typing import Callable, Iterable, Sequence, TextIO
 
-from .errors import AuthFailed, HostKeyError, RemoteFailed, Unreachable
+from .errors import AuthFailed, ConfigError, HostKeyError, RemoteFailed, Unreachable
 from .settings import Settings
-from .text import scrub
+from .text import printable, scrub
 
 SUDO_PROMPT = "[loopctl {}] sudo password:"
 SHOWN_PROMPT = SUDO_PROMPT.format("<random>")  # what --dry and --echo print: stable and readable
@@ -211,6 +214,68 @@ class Local(Runner):
         return Output(done.stdout, done.stderr, done.returncode)
 
 
+def key_needs_passphrase(path: Path) -> bool:
+    """NAS_SSH_KEY, read before anything connects: a file that is missing, unreadable or not a
+    private key is a setting's fault (exit 2), not the NAS's. True when it is encrypted: loopctl
+    asks for no passphrase, so only an ssh-agent holding that key can log in with it."""
+    import paramiko
+
+    shown = str(path)
+    if not path.exists():
+        raise ConfigError(f"NAS_SSH_KEY file {shown} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"NAS_SSH_KEY {shown} is not a file")
+    try:
+        head = path.read_bytes()[:64]
+    except OSError as exc:
+        raise ConfigError(f"NAS_SSH_KEY file {shown} cannot be read: {exc.strerror or exc}") from None
+    if re.match(rb"(ssh-|ecdsa-|sk-)[a-z0-9@.-]+ AAAA", head):
+        raise ConfigError(f"NAS_SSH_KEY file {shown} is a public key: give the private key file (without .pub)")
+    reasons = []
+    for kind in (paramiko.Ed25519Key, paramiko.RSAKey, paramiko.ECDSAKey):  # what paramiko itself tries
+        try:
+            kind.from_private_key_file(shown)
+            return False
+        except paramiko.PasswordRequiredException:
+            return True
+        except (paramiko.SSHException, ValueError, OSError) as exc:
+            reasons.append(str(exc))
+    raise ConfigError(f"NAS_SSH_KEY file {shown} is not a private key paramiko can read "
+                      f"(an OpenSSH, RSA or ECDSA private key): {reasons[0]}")
+
+
+class Recorded:
+    """The TCP socket paramiko talks over, keeping the first bytes the server sent: when no
+    SSH banner comes, they tell what answers on that port instead (an HTTP server answers
+    paramiko's own banner with an error page at once)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.first = b""
+
+    def recv(self, size: int) -> bytes:
+        data = self.sock.recv(size)
+        if len(self.first) < 200:
+            self.first += data[: 200 - len(self.first)]
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self.sock, name)
+
+
+def not_ssh(address: str, first: bytes, waited: float, timeout: float) -> str:
+    """Why a port gave no SSH banner, from what it sent."""
+    # An HTTP server answers paramiko's banner line with an error (Python's as HTTP/0.9: the page alone)
+    if first.startswith(b"HTTP/") or re.match(rb"\s*<(!doctype )?html", first, re.IGNORECASE):
+        return f"{address} speaks HTTP, not SSH (is NAS_PORT the SSH port?)"
+    if first.strip():
+        said = printable(first.decode("utf-8", "replace").strip().splitlines()[0])[:60]
+        return f"{address} answers {said!r}, not SSH (is NAS_PORT the SSH port?)"
+    if waited < timeout * 0.9:
+        return f"{address} closed the connection without an SSH banner (is SSH on that port?)"
+    return f"no SSH answer within {timeout:g}s (is SSH on that port?)"
+
+
 class PinnedHostKeys:
     """Paramiko policy for a host missing from NAS_KNOWN_HOSTS: refuse, showing the
     fingerprint and how to check and pin it. (Fabric's default adds any key silently.)"""
@@ -262,13 +327,19 @@ class Nas(Runner):
         from fabric import Config, Connection
 
         settings = self.settings
+        key, agent = settings.nas_ssh_key, bool(os.environ.get("SSH_AUTH_SOCK"))
+        encrypted = bool(key) and key_needs_passphrase(key)
+        use_agent = f"{key} needs a passphrase, which loopctl does not ask for: use ssh-agent (ssh-add {key})"
+        if encrypted and not agent:
+            raise AuthFailed(f"NAS_SSH_KEY {use_agent}")
         known_hosts = str(settings.nas_known_hosts)
         if not settings.nas_known_hosts.is_file():
             raise HostKeyError(f"NAS_KNOWN_HOSTS file {known_hosts} does not exist; pin the NAS host key first "
                                f"(see README: 'Pin the host key')")
         # The SSH banner and the authentication get the same bound as the TCP connect.
+        # An encrypted key is left to the agent (paramiko would only fail to read it).
         connect_kwargs = {"banner_timeout": settings.nas_connect_timeout, "auth_timeout": settings.nas_connect_timeout,
-                          **({"key_filename": [str(settings.nas_ssh_key)]} if settings.nas_ssh_key else {})}
+                          **({"key_filename": [str(key)]} if key and not encrypted else {})}
         # ~/.ssh/config is read (aliases, keys, ProxyJump), but the agent is never forwarded: the
         # NAS runs what others deploy, and a forwarded agent lets root there log in as you.
         conn = Connection(settings.nas_host, user=settings.nas_user, port=settings.nas_port,
@@ -281,6 +352,13 @@ class Nas(Runner):
             hop.forward_agent = False
             hop.connect_timeout = hop.connect_timeout or settings.nas_connect_timeout
             hop = hop.gateway
+        # Direct (no ProxyJump or ProxyCommand): the TCP connection is opened here, so a name that
+        # does not resolve, a refusal or silence is named, and so is a port that answers but not
+        # with SSH.
+        sock = None if conn.gateway else Recorded(self._dial(conn.host, conn.port))
+        if sock:
+            conn.connect_kwargs["sock"] = sock
+        started = time.monotonic()
         try:
             conn.open()
         except HostKeyError:
@@ -290,12 +368,24 @@ class Nas(Runner):
                                f"{known_hosts} differs): possible interception; refusing. If the NAS was "
                                f"reinstalled, verify the new key on its console and replace the pinned line") from None
         except paramiko.AuthenticationException:
+            hint = f"NAS_SSH_KEY {use_agent}" if encrypted else "check NAS_USER, NAS_SSH_KEY or your ssh-agent"
             raise AuthFailed(f"SSH login as {settings.nas_user} on {settings.nas_host}:{settings.nas_port} was refused "
-                             f"(check NAS_USER, NAS_SSH_KEY or your ssh-agent)") from None
+                             f"({hint})") from None
         except (socket.timeout, TimeoutError):
             raise Unreachable(f"cannot reach {self.where}: no answer within "
                               f"{settings.nas_connect_timeout:g}s") from None
         except paramiko.SSHException as exc:
+            if "No authentication methods available" in str(exc) and encrypted:
+                raise AuthFailed(f"SSH login as {settings.nas_user} on {settings.nas_host}:{settings.nas_port}: "
+                                 f"NAS_SSH_KEY {use_agent}") from None
+            if "No authentication methods available" in str(exc):
+                raise AuthFailed(f"SSH login as {settings.nas_user} on {settings.nas_host}:{settings.nas_port}: no key "
+                                 f"to log in with (NAS_SSH_KEY is empty, no ssh-agent, no key in ~/.ssh or "
+                                 f"~/.ssh/config): set NAS_SSH_KEY or use ssh-agent") from None
+            if sock and (sock.first or "banner" in str(exc).lower()) and not sock.first.startswith(b"SSH-"):
+                raise Unreachable(f"cannot reach {self.where}: " + not_ssh(
+                    f"{conn.host}:{conn.port}", sock.first, time.monotonic() - started,
+                    settings.nas_connect_timeout)) from None
             # A port that accepts but never speaks SSH ends in a banner timeout, or this.
             if "banner" in str(exc) or "No existing session" in str(exc):
                 raise Unreachable(f"cannot reach {self.where}: no SSH answer within "
@@ -305,6 +395,18 @@ class Nas(Runner):
             raise Unreachable(f"cannot reach {self.where}: {describe(exc)}") from None
         conn.transport.set_keepalive(15)
         return conn
+
+    def _dial(self, host: str, port: int) -> socket.socket:
+        timeout = self.settings.nas_connect_timeout
+        try:
+            return socket.create_connection((host, port), timeout=timeout)
+        except socket.gaierror as exc:
+            raise Unreachable(f"cannot reach {self.where}: the host name {host!r} does not resolve "
+                              f"({exc.strerror})") from None
+        except (socket.timeout, TimeoutError):
+            raise Unreachable(f"cannot reach {self.where}: no answer within {timeout:g}s") from None
+        except OSError as exc:
+            raise Unreachable(f"cannot reach {self.where}: {describe(exc)}") from None
 
     def _execute(self, argv, *, sudo, stream, pty, timeout, sink=None) -> Output:
         from invoke.exceptions import CommandTimedOut, Failure

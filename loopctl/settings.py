@@ -185,6 +185,10 @@ class Setting:
     secret: bool = False
     maximum: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.default is not None and not isinstance(self.default, str):  # the contract's numbers
+            object.__setattr__(self, "default", str(self.default))
+
 
 SYNOLOGY_DOCKER = "/var/packages/ContainerManager/target/usr/bin/docker"
 

@@ -207,11 +207,24 @@ def log_target(session: Session, service: str, color: str | None) -> str:
     return found
 
 
-SINCE = re.compile(r"\d+[smhd]|\d{4}-\d\d-\d\d(T[\d:.]+Z?)?")
+SINCE = re.compile(r"[0-9]+[smhd]|[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:.]+Z?)?")
+
+
+def is_since(since: str) -> bool:
+    """A duration, or a date (and time) that exists: docker takes 2026-13-45 and shows nothing."""
+    if not SINCE.fullmatch(since):
+        return False
+    if since[-1] in "smhd":
+        return True
+    try:
+        datetime.fromisoformat(since.removesuffix("Z"))
+    except ValueError:
+        return False
+    return True
 
 
 def logs(session: Session, tail: int, follow: bool, since: str | None, service: str, color: str | None) -> None:
-    if since is not None and not SINCE.fullmatch(since):
+    if since is not None and not is_since(since):
         raise ConfigError(f"--since takes a duration like 10m, 2h, 1d or a date like 2026-11-25, not {since!r}")
     name = log_target(session, service, color)
     argv = commands.logs(session.settings, name, tail, since, follow)

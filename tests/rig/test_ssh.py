@@ -75,6 +75,31 @@ def test_wrong_ssh_key_is_an_auth_failure(rig, tmp_path):
     assert "SSH login as nas" in result.stderr
 
 
+def test_no_key_to_log_in_with_is_an_auth_failure_not_unreachable(rig, tmp_path):
+    """No NAS_SSH_KEY, no agent, nothing in ~/.ssh: sshd asks for a key nobody has (exit 4)."""
+    result = inv("status", env={"NAS_SSH_KEY": "", "SSH_AUTH_SOCK": "", "HOME": str(tmp_path)})
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.count("\n") == 1 and "no key to log in with" in result.stderr, result.stderr
+
+
+def test_a_key_with_a_passphrase_and_an_agent_without_it_says_use_the_agent(rig, tmp_path):
+    key = tmp_path / "locked"
+    sh(f"ssh-keygen -q -t ed25519 -N 'a passphrase' -f {key}")
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(tmp_path / "agent.sock")], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if (tmp_path / "agent.sock").exists():
+                break
+            time.sleep(0.05)
+        result = inv("status", env={"NAS_SSH_KEY": str(key), "SSH_AUTH_SOCK": str(tmp_path / "agent.sock"),
+                                    "HOME": str(tmp_path)})
+    finally:
+        agent.terminate()
+        agent.wait()
+    assert result.returncode == 4, result.stderr
+    assert f"NAS_SSH_KEY {key} needs a passphrase, which loopctl does not ask for: use ssh-agent" in result.stderr
+
+
 def test_missing_setting_is_one_line_before_any_connection(rig):
     before = SSHD_LOG.read_text().count("Connection from")
     result = inv("status", env={"NAS_HOST": ""})
