@@ -33,9 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.rig.mcp_clients import FreshSessions, HeldSession  # noqa: E402
-from tests.rig.support import (NAS_ENV, NASBOT_ENV, RIG_STATE, Load, app_compose_up, commit_change,  # noqa: E402
-                               get, inv, reset_nas, serving, sh, sudo_password)
+from rig.clients import FreshSessions, HeldSession  # noqa: E402
+from rig.load import Load  # noqa: E402
+from rig.sandbox import (NAS_ENV, NASBOT_ENV, RIG_STATE, app_compose_up, commit_change, get, inv,  # noqa: E402
+                         reset_nas, serving, sh, sudo_password)
 
 SYNOLOGY_DOCKER = "/var/packages/ContainerManager/target/usr/bin/docker"
 # The deploys' verification window here (the sandbox's settings say 2 s, for the tests' sake).

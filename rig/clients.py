@@ -1,4 +1,4 @@
-"""MCP clients for the end-to-end tests, built on the official SDK: a session held open
+"""MCP clients for the end-to-end tests and the benchmark, built on the official SDK: a session held open
 through a change making tool calls, and fresh sessions opened one after another (what
 ChatGPT does per tool call). Each runs in its own thread with its own event loop and
 counts every failed call."""
@@ -14,7 +14,7 @@ from mcp import ClientSession
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from .support import PROXY
+from .sandbox import PROXY
 
 URL = f"http://{PROXY[0]}:{PROXY[1]}/mcp"
 

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from .support import REPO, inv, lock_is_free, serving, sh
+from rig.sandbox import REPO, inv, serving, sh
+from .support import lock_is_free
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from .support import (APP_DIR, LOOPCTL_HOME, OAUTH_DIR, OAUTH_VOLUME, WORKSTATION, inv, lock_is_free,
-                      oauth_digests, serving, sh)
+from rig.sandbox import APP_DIR, LOOPCTL_HOME, OAUTH_DIR, OAUTH_VOLUME, WORKSTATION, inv, serving, sh
+from .support import lock_is_free, oauth_digests
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "1"}
 
@@ -246,7 +246,7 @@ def test_a_takeover_refuses_an_oauth_folder_the_app_swapped_for_a_link(rig):
     """Before the first rebuild, the app's own loop-api (its compose mounts the checkout) swaps
     api/oauth for a link to /: the move into the volume refuses, copies nothing, and the app's own
     container keeps serving as before."""
-    from .support import app_compose_up, get, reset_nas
+    from rig.sandbox import app_compose_up, get, reset_nas
 
     reset_nas()
     assert inv("setup").returncode == 0

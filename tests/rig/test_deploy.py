@@ -14,9 +14,11 @@ import time
 
 import pytest
 
-from .support import (APP_DIR, LOOPCTL_HOME, WORKSTATION, Load, SseClient, commit_all, commit_change, file_digests,
-                      oauth_digests, first_time, get, inv, inv_process, lock_is_free, read_until, reset_nas,
-                      running_api_colors, serving, sh, stream_lines)
+from rig.load import Load
+from rig.sandbox import (APP_DIR, LOOPCTL_HOME, WORKSTATION, commit_all, commit_change, get, inv, inv_process,
+                         reset_nas, serving, sh)
+from .support import (SseClient, file_digests, first_time, lock_is_free, oauth_digests, read_until, running_api_colors,
+                      stream_lines)
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "3"}
 

@@ -16,8 +16,9 @@ from typing import Iterator
 
 import pytest
 
-from .support import (APP_DIR, LOOPCTL_HOME, WORKSTATION, Load, commit_change, oauth_digests, get, inv,
-                      inv_process, lock_is_free, read_until, running_api_colors, serving, sh)
+from rig.load import Load
+from rig.sandbox import APP_DIR, LOOPCTL_HOME, WORKSTATION, commit_change, get, inv, inv_process, serving, sh
+from .support import lock_is_free, oauth_digests, read_until, running_api_colors
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "3"}
 STATE = f"{LOOPCTL_HOME}/state"

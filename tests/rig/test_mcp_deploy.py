@@ -13,9 +13,10 @@ from typing import Iterator
 
 import pytest
 
-from .mcp_clients import FreshSessions, HeldSession
-from .support import (APP_DIR, LOOPCTL_HOME, PROXY, Load, commit_change, edited_main, get, inv,
-                      running_api_colors, serving, sh)
+from rig.clients import FreshSessions, HeldSession
+from rig.load import Load
+from rig.sandbox import APP_DIR, LOOPCTL_HOME, PROXY, commit_change, get, inv, serving, sh
+from .support import edited_main, running_api_colors
 
 UPSTREAM = f"{LOOPCTL_HOME}/state/nginx/upstream.conf"
 

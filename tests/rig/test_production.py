@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .support import (APP_DIR, COMPOSE, LOOPCTL_HOME, OAUTH_DIR, OAUTH_VOLUME, WORKSTATION, Load, app_compose_up,
-                      file_digests, get, inv, lock_is_free, oauth_digests, reset_nas, serving, sh, V2_CLI)
+from rig.load import Load
+from rig.sandbox import (APP_DIR, COMPOSE, LOOPCTL_HOME, OAUTH_DIR, OAUTH_VOLUME, V2_CLI, WORKSTATION, app_compose_up,
+                         get, inv, reset_nas, serving, sh)
+from .support import file_digests, lock_is_free, oauth_digests
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "2"}
 
@@ -107,7 +109,7 @@ def test_the_takeover_of_a_running_production_and_the_rollback_that_gives_it_bac
 
 
 def test_keys_survive_two_rebuilds_and_a_rollback_byte_for_byte(deployed):
-    from .support import commit_change
+    from rig.sandbox import commit_change
 
     keys = oauth_digests()
     assert "keys/signing.pem" in keys and "oauth.db" in keys
@@ -121,7 +123,7 @@ def test_keys_survive_two_rebuilds_and_a_rollback_byte_for_byte(deployed):
 
 
 def test_the_image_holds_the_commit_not_what_the_app_wrote_in_the_checkout(deployed):
-    from .support import commit_change
+    from rig.sandbox import commit_change
 
     commit = commit_change(f"exact-{time.time()}")
     assert inv("local-sync").returncode == 0
@@ -184,7 +186,7 @@ def test_bad_compose_input_is_one_line_and_changes_nothing(deployed, label, chan
 
 def test_rollback_to_starts_an_old_release_as_it_was_defined(deployed):
     """`--to` uses the release's own stack definition, not today's compose file."""
-    from .support import commit_change
+    from rig.sandbox import commit_change
 
     old = commit_change(f"defined-{time.time()}")
     assert inv("rebuild", env=FAST).returncode == 0
@@ -221,7 +223,7 @@ def test_a_network_that_already_exists_never_blocks_a_deploy_or_a_rollback(rig, 
     assert first.returncode == 0, first.stdout + first.stderr
     assert "level=warning" not in first.stdout + first.stderr, first.stdout + first.stderr
     assert "obsolete" not in first.stdout + first.stderr and "Bake" not in first.stdout + first.stderr
-    from .support import commit_change
+    from rig.sandbox import commit_change
 
     commit_change(f"network-{time.time()}")
     assert inv("rebuild", env=FAST).returncode == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import LOOPCTL_HOME, serving, sh
+from rig.sandbox import LOOPCTL_HOME, serving, sh
 
 DOCKER = "/var/packages/ContainerManager/target/usr/bin/docker"
 SCRATCH_PARENT = Path("/srv/loop-rig")

@@ -17,7 +17,7 @@ from loopctl import settings
 from loopctl.errors import HostKeyError
 from loopctl.runner import Nas
 
-from .support import NAS_ENV, RIG_STATE, sudo_password
+from rig.sandbox import NAS_ENV, RIG_STATE, sudo_password
 
 KEY = RIG_STATE / "id_ed25519"
 KNOWN_HOSTS = RIG_STATE / "known_hosts"

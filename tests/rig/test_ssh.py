@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import LOOPCTL_HOME, NAS_ENV, NASBOT_ENV, REPO, RIG_STATE, inv, inv_env, sh, sudo_password
+from rig.sandbox import LOOPCTL_HOME, NASBOT_ENV, NAS_ENV, REPO, RIG_STATE, inv, inv_env, sh, sudo_password
 
 SSHD_LOG = RIG_STATE / "sshd.log"
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from .mcp_clients import FreshSessions
-from .support import (LOOPCTL_HOME, Load, commit_change, edited_main, inv, inv_process, lock_is_free, read_until,
-                      running_api_colors, serving, sh)
+from rig.clients import FreshSessions
+from rig.load import Load
+from rig.sandbox import LOOPCTL_HOME, commit_change, inv, inv_process, serving, sh
+from .support import edited_main, lock_is_free, read_until, running_api_colors
 
 FAST = {"DEPLOY_VERIFY_SECONDS": "3"}
 JOURNAL = f"{LOOPCTL_HOME}/state/journal"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import LOOPCTL_HOME, REPO, inv, sh
+from rig.sandbox import LOOPCTL_HOME, REPO, inv, sh
 
 
 def git(repo, *args: str) -> str:

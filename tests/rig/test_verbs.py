@@ -11,8 +11,8 @@ import subprocess
 import time
 
 from .conftest import running
-from .support import (LOCKFILE, LOOPCTL_HOME, RIG_STATE, inv, inv_process, lock_is_free, read_until, serving, sh,
-                      sudo_password)
+from rig.sandbox import LOCKFILE, LOOPCTL_HOME, RIG_STATE, inv, inv_process, serving, sh, sudo_password
+from .support import lock_is_free, read_until
 
 
 def test_status_table_and_json(deployed):
