@@ -85,7 +85,7 @@ def parse_status(out: Output, settings: Settings) -> NasState:
             return NasState(None, "missing", None, {}, installed=False)
         if "password is required" in out.stderr or "not allowed" in out.stderr:
             raise AuthFailed(f"sudo refused {commands.script(settings, commands.FACTS_SCRIPT)}: {out.tail(1)} "
-                             f"(see the README's sudoers lines)")
+                             f"(see docs/security.md#passwordless-sudo)")
         raise RemoteFailed(f"{commands.FACTS_SCRIPT} status exited {out.exited}: {out.tail()}")
     live, standby, app, upstream, lock, journal, oauth = None, None, None, "missing", None, {}, {}
     home, tools, containers, streams = [], [], [], {}

@@ -335,7 +335,7 @@ class Nas(Runner):
         known_hosts = str(settings.nas_known_hosts)
         if not settings.nas_known_hosts.is_file():
             raise HostKeyError(f"NAS_KNOWN_HOSTS file {known_hosts} does not exist; pin the NAS host key first "
-                               f"(see README: 'Pin the host key')")
+                               f"(see docs/install.md, 'Pin the host key')")
         # The SSH banner and the authentication get the same bound as the TCP connect.
         # An encrypted key is left to the agent (paramiko would only fail to read it).
         connect_kwargs = {"banner_timeout": settings.nas_connect_timeout, "auth_timeout": settings.nas_connect_timeout,
@@ -436,7 +436,7 @@ class Nas(Runner):
     def _failure(self, argv, result: Output) -> Exception:
         if "a password is required" in result.stderr:
             return AuthFailed(f"sudo on {self.where} wants a password: set NAS_SUDO_PASSWORD, or add the "
-                              f"passwordless sudoers line from the README")
+                              f"passwordless sudoers lines in docs/security.md#passwordless-sudo")
         if re.search(r"is not allowed to execute|not in the sudoers file", result.stderr):
             return AuthFailed(f"sudo on {self.where} refused `{shlex.join(argv)}`: {result.tail(1)}")
         return super()._failure(argv, result)

@@ -2,7 +2,7 @@
 # Start the sandbox NAS on this machine (idempotent; run as root):
 #   - a Docker engine (dockerd, if none answers) and the locally built base image;
 #   - OpenSSH on 127.0.0.1:2222 with a pinned host key, user `nas` (sudo asks a password)
-#     and user `nasbot` (the README's least-privilege, passwordless sudoers line);
+#     and user `nasbot` (the least-privilege, passwordless sudoers lines of docs/security.md);
 #   - docker only at Synology's path: sshd runs in a mount namespace where the docker
 #     binaries on PATH are replaced by a stub, as on a NAS where it is not on PATH;
 #   - the app as production holds it: a bare repository standing in for the git host, a
@@ -68,7 +68,7 @@ add_users() {
   cat >/etc/sudoers.d/loop-rig <<EOF
 # The sandbox NAS. nas: an administrator whose sudo asks for the password.
 nas ALL=(ALL:ALL) ALL
-# nasbot: the least-privilege, passwordless lines from the README.
+# nasbot: the least-privilege, passwordless lines from docs/security.md#passwordless-sudo.
 Cmnd_Alias LOOPCTL = $scripts/detach.sh deploy-blue-green *, $scripts/detach.sh rollback *, \\
     $scripts/detach.sh rebuild-all *, $scripts/detach.sh restart *, $scripts/prepare.sh --commit *, \\
     $scripts/facts.sh *, $scripts/audit-append.sh *

@@ -291,7 +291,7 @@ move_oauth_in() {
 require_oauth_volume() {
   [[ -s $OAUTH_MOVED && -n ${OAUTH_VOLUME:-} ]] || return 0
   docker volume inspect "$OAUTH_VOLUME" >/dev/null 2>&1 && return 0
-  die "the OAuth state was moved into the volume $OAUTH_VOLUME ($(tr '\n' ' ' <"$OAUTH_MOVED")), which is gone: restore it from $LOOPCTL_HOME/$BACKUPS_DIR (README, Restoring OAuth keys), or remove $OAUTH_MOVED to copy $OAUTH_FROM again" "$EXIT_REFUSED"
+  die "the OAuth state was moved into the volume $OAUTH_VOLUME ($(tr '\n' ' ' <"$OAUTH_MOVED")), which is gone: restore it from $LOOPCTL_HOME/$BACKUPS_DIR (docs/deploys.md#restoring-oauth-keys), or remove $OAUTH_MOVED to copy $OAUTH_FROM again" "$EXIT_REFUSED"
 }
 
 # restart_mounting VOLUME: the running containers that mount it, restarted.

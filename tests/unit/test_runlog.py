@@ -156,7 +156,7 @@ def test_the_one_summary_line():
         "==> a -> b on green in 1.5s: switch 0.2s"
     assert runlog.summary_line("rebuild-all", {"new": "b", "color": "blue", "backup": "/x/oauth-1"}, 40) == (
         "==> rebuilt everything at b on blue in 40.0s; the old OAuth keys are in /x/oauth-1 (to restore them see "
-        "README 'Restoring OAuth keys')")
+        "docs/deploys.md#restoring-oauth-keys)")
 
 
 def test_json_is_one_object_on_stdout_whatever_the_outcome():
