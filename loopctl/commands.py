@@ -49,7 +49,7 @@ def script(settings: Settings, name: str) -> str:
 def container(settings: Settings, service: str, color: str | None = None) -> str:
     """The stack's container for `api` (a color), `proxy`; other services are found by label."""
     if service == "api":
-        return f"{settings.api_service}-{color}"
+        return contract.api_container(settings.api_service, color)
     if service == "proxy":
         return contract.PROXY_CONTAINER
     raise ValueError(service)

@@ -3,13 +3,19 @@
 Why a file both sides read: the names and numbers the scripts use on the NAS and the
 ones Python uses here must agree, and a copy on each side of the SSH boundary drifts.
 `scripts/contract.env` is the one home of each; bash sources it, this module parses it
-(plain NAME=value lines), and `tests/scripts/test_contract.py` checks the scripts use it.
+(plain NAME=value lines) and offers every name in it as an attribute, and
+`tests/scripts/test_contract.py` checks the scripts use it. The formats that cross SSH
+(stack.env, release.env, releases.tsv, a color's container name) are checked there too, by
+writing them on one side and reading them on the other.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, Locked, LoopError, Refused, RemoteFailed, StillRunning
 
 CONTRACT_FILE = Path(__file__).resolve().parent.parent / "scripts" / "contract.env"
 
@@ -28,58 +34,53 @@ def parse(text: str) -> dict[str, str]:
 
 VALUES = parse(CONTRACT_FILE.read_text())
 
-# Exit codes of the NAS scripts.
-EXIT_FAILED = int(VALUES["EXIT_FAILED"])
-EXIT_USAGE = int(VALUES["EXIT_USAGE"])
-EXIT_NOTHING_TO_ROLL_BACK = int(VALUES["EXIT_NOTHING_TO_ROLL_BACK"])
-EXIT_REFUSED = int(VALUES["EXIT_REFUSED"])
-EXIT_LOCKED = int(VALUES["EXIT_LOCKED"])
-EXIT_DISK_FULL = int(VALUES["EXIT_DISK_FULL"])
-EXIT_STILL_RUNNING = int(VALUES["EXIT_STILL_RUNNING"])
 
-# How the change scripts mark their lines: steps, warnings, errors are shown by default; the
-# summary's KEY=VALUE fields are read, never shown (runlog.py).
-STEP_PREFIX = VALUES["STEP_PREFIX"]
-WARNING_PREFIX = VALUES["WARNING_PREFIX"]
-ERROR_PREFIX = VALUES["ERROR_PREFIX"]
-SUMMARY_PREFIX = VALUES["SUMMARY_PREFIX"]
+def typed(value: str) -> int | str | tuple[str, ...]:
+    """A contract value as Python uses it: digits are a number, a comma makes a list."""
+    if value.isdigit():
+        return int(value)
+    return tuple(value.split(",")) if "," in value else value
 
-# Where things live, relative to NAS_LOOPCTL_DIR.
-SCRIPTS_DIR = VALUES["SCRIPTS_DIR"]
-STACK_ENV_FILE = VALUES["STACK_ENV_FILE"]
-MANIFEST_FILE = VALUES["MANIFEST_FILE"]
-NGINX_CONF_DIR = VALUES["NGINX_CONF_DIR"]
-UPSTREAM_FILE = VALUES["UPSTREAM_FILE"]
-RELEASES_FILE = VALUES["RELEASES_FILE"]
-AUDIT_FILE = VALUES["AUDIT_FILE"]
-LOCK_INFO_FILE = VALUES["LOCK_INFO_FILE"]
-RELEASE_STACK_FILE = VALUES["RELEASE_STACK_FILE"]
-RELEASE_ENV_FILE = VALUES["RELEASE_ENV_FILE"]
-EXPORT_DIR = VALUES["EXPORT_DIR"]
-OAUTH_MOVED_FILE = VALUES["OAUTH_MOVED_FILE"]
-RUNS_DIR = VALUES["RUNS_DIR"]
 
-# Defaults of the scripts' flags, which the settings of the same meaning share.
-HEALTH_TIMEOUT = VALUES["HEALTH_TIMEOUT"]
-DEPLOY_VERIFY_SECONDS = VALUES["DEPLOY_VERIFY_SECONDS"]
-ROLLBACK_VERIFY_SECONDS = VALUES["ROLLBACK_VERIFY_SECONDS"]
-BUILD_TIMEOUT = VALUES["BUILD_TIMEOUT"]
-KEEP_RELEASES = VALUES["KEEP_RELEASES"]
-KEEP_WARM = VALUES["KEEP_WARM"]
-DRAIN_SECONDS = VALUES["DRAIN_SECONDS"]
+# Every name of contract.env is an attribute of this module, typed as `typed` says:
+# `contract.EXIT_LOCKED` is 75, `contract.COLORS` ("blue", "green"). None is written here again.
+TYPED = {name: typed(value) for name, value in VALUES.items()}
 
-# Bounds on reading the app checkout (seconds): its .git is the app's to write.
-CHECKOUT_FETCH_TIMEOUT = int(VALUES["CHECKOUT_FETCH_TIMEOUT"])
-CHECKOUT_READ_TIMEOUT = int(VALUES["CHECKOUT_READ_TIMEOUT"])
 
-# The stack's own names.
-PROXY_CONTAINER = VALUES["PROXY_CONTAINER"]
-PROXY_SERVICE = VALUES["PROXY_SERVICE"]
-PROXY_LISTEN_PORT = int(VALUES["PROXY_LISTEN_PORT"])
-PROXY_CONF_MOUNT = VALUES["PROXY_CONF_MOUNT"]
-PROXY_LIVE_MOUNT = VALUES["PROXY_LIVE_MOUNT"]
-APP_MCP_PATH = VALUES["APP_MCP_PATH"]
-COLORS = tuple(VALUES["COLORS"].split(","))
+def __getattr__(name: str) -> Any:
+    try:
+        return TYPED[name]
+    except KeyError:
+        raise AttributeError(f"{CONTRACT_FILE.name} defines no {name}") from None
 
-# Every command the NAS scripts run: `inv setup` (facts.sh tools) checks each.
-NAS_TOOLS = tuple(VALUES["NAS_TOOLS"].split(","))
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *TYPED])
+
+
+def api_container(api_service: str, color: str) -> str:
+    """The name of a color's api container (lib-deploy.sh's `container` names it the same way)."""
+    return f"{api_service}-{color}"
+
+
+# What each exit status of a NAS script means here: the error raised (and so `inv`'s exit code,
+# errors.py) and how its message reads; `reason` is the script's last ERROR: line. A status
+# not in the table reads as EXIT_FAILED.
+FAILED = (RemoteFailed, "{script} failed (exit {exited}): {reason}")
+SCRIPT_EXITS: dict[str, tuple[type[LoopError], str]] = {
+    "EXIT_FAILED": FAILED,
+    "EXIT_USAGE": (ConfigError, "{script}: {reason}"),
+    "EXIT_NOTHING_TO_ROLL_BACK": (Refused, "{reason}"),
+    "EXIT_REFUSED": (Refused, "{reason}"),
+    "EXIT_LOCKED": (Locked, "{reason}"),
+    "EXIT_DISK_FULL": FAILED,
+    "EXIT_STILL_RUNNING": (StillRunning, "{script} still runs on the NAS, though the wrapper that waits for it "
+                                         "there ended; `inv status` shows when it is done"),
+}
+ERROR_OF_EXIT = {TYPED[name]: error for name, error in SCRIPT_EXITS.items()}
+
+
+def script_failure(script: str, exited: int, reason: str) -> LoopError:
+    """The error for `script`'s non-zero exit status `exited`."""
+    error, message = ERROR_OF_EXIT.get(exited, FAILED)
+    return error(message.format(script=script, exited=exited, reason=reason))

@@ -19,7 +19,7 @@ from typing import Iterator
 
 from . import commands, contract, install, runlog, stackdef
 from .audit import performer
-from .errors import ConfigError, Locked, Refused, RemoteFailed, StillRunning
+from .errors import ConfigError, Locked, Refused
 from .facts import PREFLIGHT, STATUS, gather, read, releases as releases_fact
 from .session import Session
 from .stack import table
@@ -74,22 +74,9 @@ def run_detached(session: Session, name: str, argv: list[str]) -> dict[str, str]
         return {}
     if view:
         view.ended(result.exited)
-    reason = script_error(result.stdout + result.stderr) or result.tail(1)
-    if result.exited == contract.EXIT_LOCKED:
-        raise Locked(reason)
-    if result.exited == contract.EXIT_STILL_RUNNING:
-        raise StillRunning(f"{name} still runs on the NAS, though the wrapper that waits for it there ended; "
-                           f"`inv status` shows when it is done")
-    if result.exited in (contract.EXIT_NOTHING_TO_ROLL_BACK, contract.EXIT_REFUSED):
-        raise Refused(reason)
-    if result.exited == contract.EXIT_USAGE:
-        raise ConfigError(f"{name}: {reason}")
     if result.exited != 0:
-        raise RemoteFailed(f"{name} failed (exit {result.exited}): {reason}")
-    return parse_summary(result.stdout)
-
-
-script_error, parse_summary = runlog.script_error, runlog.parse_summary
+        raise runlog.script_failure(name, result)
+    return runlog.parse_summary(result.stdout)
 
 
 def show_summary(session: Session, summary: dict[str, str], started: float, sync_seconds: float | None) -> None:
@@ -122,14 +109,7 @@ def prepare_release(session: Session, commit: str) -> stackdef.Release | None:
     if result is None:
         return None
     if result.exited != 0:
-        reason = script_error(result.stderr) or result.tail(1)
-        if result.exited == contract.EXIT_LOCKED:
-            raise Locked(reason)
-        if result.exited == contract.EXIT_USAGE:
-            raise ConfigError(reason)
-        if result.exited == contract.EXIT_REFUSED:
-            raise Refused(reason)
-        raise RemoteFailed(f"prepare.sh failed (exit {result.exited}): {reason}")
+        raise runlog.script_failure(commands.PREPARE_SCRIPT, result)
     release = stackdef.build_release(stackdef.parse_prepared(result.stdout), session.settings, commit)
     for note in release.notes:
         session.say(f"    {note}")

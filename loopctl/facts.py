@@ -121,7 +121,7 @@ def parse_status(out: Output, settings: Settings) -> NasState:
 
 
 def container_order(settings: Settings) -> Callable[[Container], tuple]:
-    first = [contract.PROXY_CONTAINER, *(f"{settings.api_service}-{c}" for c in contract.COLORS)]
+    first = [contract.PROXY_CONTAINER, *(contract.api_container(settings.api_service, c) for c in contract.COLORS)]
     return lambda c: (first.index(c.name) if c.name in first else len(first), c.name)
 
 
@@ -205,11 +205,10 @@ CHECKOUT_CONFIG = Fact("checkout git config", lambda settings: commands.checkout
 
 # --- history --------------------------------------------------------------------------------------
 
-RELEASE_FIELDS = ("time", "kind", "commit", "image", "color", "performer")
-
-
 def parse_releases(text: str) -> list[dict[str, str]]:
-    return [dict(zip(RELEASE_FIELDS, line.split("\t"))) for line in text.splitlines() if line.count("\t") == 5]
+    """releases.tsv's lines, each by its column names (contract.env's RELEASES_COLUMNS)."""
+    rows = [line.split("\t") for line in text.splitlines()]
+    return [dict(zip(contract.RELEASES_COLUMNS, row)) for row in rows if len(row) == len(contract.RELEASES_COLUMNS)]
 
 
 def releases(lines: int) -> Fact[list[dict[str, str]]]:

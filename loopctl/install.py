@@ -19,10 +19,10 @@ from .errors import AuthFailed, ConfigError, Refused, RemoteFailed
 from .facts import STATUS, Fact, read
 from .runner import Nas, Output
 from .session import Session
+from .runlog import script_failure
 from .settings import PROJECT_DIR, Settings
 
 NGINX_CONF = f"{contract.NGINX_CONF_DIR}/nginx.conf"
-SCRIPT_FILES = ("scripts/contract.env",)
 
 
 def stack_env(settings: Settings) -> str:
@@ -52,8 +52,8 @@ def nginx_conf(settings: Settings) -> str:
 
 def bundle(settings: Settings) -> dict[str, bytes]:
     """Path inside the loopctl home -> content."""
-    files = {f"scripts/{p.name}": p.read_bytes() for p in sorted((PROJECT_DIR / "scripts").glob("*.sh"))}
-    files.update({path: (PROJECT_DIR / path).read_bytes() for path in SCRIPT_FILES})
+    scripts = [*sorted(contract.CONTRACT_FILE.parent.glob("*.sh")), contract.CONTRACT_FILE]
+    files = {f"{contract.SCRIPTS_DIR}/{p.name}": p.read_bytes() for p in scripts}
     files[NGINX_CONF] = nginx_conf(settings).encode()
     files[contract.STACK_ENV_FILE] = stack_env(settings).encode()
     return files
@@ -71,7 +71,7 @@ def manifest(files: dict[str, bytes]) -> str:
 def archive(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path, content in {**files, "MANIFEST": manifest(files).encode()}.items():
+        for path, content in {**files, contract.MANIFEST_FILE: manifest(files).encode()}.items():
             info = tarfile.TarInfo(path)
             info.size, info.mode = len(content), 0o755 if path.endswith(".sh") else 0o644
             tar.addfile(info, io.BytesIO(content))
@@ -132,7 +132,7 @@ def setup(session: Session) -> None:
         nas.change(commands.unpack(f"{upload_dir}/bundle.tar", upload_dir), sudo=False)
         try:
             result = nas.change(commands.install_bundle(session.settings, upload_dir), sudo=True,
-                                ok=(0, contract.EXIT_USAGE, contract.EXIT_LOCKED, contract.EXIT_REFUSED))
+                                ok=None)
         except AuthFailed as error:
             raise AuthFailed(f"{error} (the installer runs as root from a temporary folder, so `inv setup` "
                              f"needs full sudo: run it once with NAS_SUDO_PASSWORD set)") from None
@@ -141,10 +141,7 @@ def setup(session: Session) -> None:
     if result is None:
         return
     if result.exited != 0:
-        reason = next((l.removeprefix("ERROR: ") for l in result.stderr.splitlines() if l.startswith("ERROR: ")),
-                      result.tail(1))
-        error = Refused if result.exited in (contract.EXIT_REFUSED, contract.EXIT_LOCKED) else RemoteFailed
-        raise error(f"setup: {reason}")
+        raise script_failure(commands.INSTALL_SCRIPT, result)
     session.say(result.stdout.rstrip())
     d = drift(nas)
     if not is_in_sync(d):

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, TextIO
 
 from . import contract
+from .errors import LoopError
+from .runner import Output
+from .text import script_error
 
 # Lines of a failed step shown (the rest: `inv run-log`).
 TAIL_LINES = 20
@@ -58,10 +61,10 @@ def parse_summary(output: str) -> dict[str, str]:
     return found
 
 
-def script_error(output: str) -> str:
-    """The reason a NAS script gave for stopping: its last error line."""
-    errors = [text for kind, text in map(classify, output.splitlines()) if kind == "error"]
-    return errors[-1] if errors else ""
+def script_failure(script: str, result: Output) -> LoopError:
+    """The error of a NAS script that exited non-zero (contract.py's table), in its own words:
+    its last ERROR: line, else the last line it printed."""
+    return contract.script_failure(script, result.exited, script_error(result.stdout + result.stderr) or result.tail(1))
 
 
 def seconds(value: str | None) -> float | None:

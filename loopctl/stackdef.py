@@ -403,7 +403,7 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
     stack_services: dict[str, Any] = {}
     for color in contract.COLORS:
         service = copy.deepcopy(api)
-        name = f"{api_name}-{color}"
+        name = contract.api_container(api_name, color)
         service.pop("ports", None)
         service["container_name"] = name
         service["image"] = f"{repo}:{short}"

@@ -14,6 +14,8 @@ import json
 import re
 from typing import Iterable
 
+from . import contract
+
 MASK = "<redacted>"
 
 # CSI (ESC [ ... final), OSC/DCS/PM/APC/SOS strings (up to BEL or ESC \, or the end of the line),
@@ -36,8 +38,18 @@ def printable(text: str) -> str:
 
 
 def one_line(text: str, limit: int = 200) -> str:
-    """A name someone else chose (git config user.name), as one short printable line."""
-    return re.sub(r"\s+", " ", printable(text)).strip()[:limit]
+    """Text someone else wrote (git config user.name, a server's answer, an error) as one
+    printable line of at most `limit` characters, cut with an ellipsis."""
+    flat = re.sub(r"\s+", " ", printable(text)).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def script_error(output: str) -> str:
+    """The reason a NAS script gave for stopping: the text of its last ERROR: line (lib.sh's
+    `die`), or "" when it gave none."""
+    errors = [line[len(contract.ERROR_PREFIX):] for line in output.splitlines()
+              if line.startswith(contract.ERROR_PREFIX)]
+    return errors[-1] if errors else ""
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

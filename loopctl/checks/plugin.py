@@ -10,12 +10,11 @@ kept free of control characters, so it cannot drive the terminal of whoever read
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Iterable
 
-from ..text import printable, scrub
+from ..text import one_line, printable, scrub
 
 TEXT_LIMIT = 160
 
@@ -68,9 +67,9 @@ class Report:
     def summary(self) -> str:
         """All findings when OK; otherwise only the troubles, worst first."""
         if self.status == Status.OK:
-            return "; ".join(one_line(f.text) for f in self.findings)
+            return "; ".join(finding_text(f.text) for f in self.findings)
         troubles = sorted((f for f in self.findings if f.status != Status.OK), key=lambda f: -f.status)
-        return "; ".join(one_line(f.text) for f in troubles)
+        return "; ".join(finding_text(f.text) for f in troubles)
 
     def line(self) -> str:
         head = f"{self.service} {self.status.name} - {self.summary()}"
@@ -108,10 +107,10 @@ def unknown(service: str, reason: str) -> Report:
     return Report(service, [Finding(Status.UNKNOWN, reason)])
 
 
-def one_line(text: str, limit: int = TEXT_LIMIT) -> str:
-    """Server-supplied text folded to one short line: it must not break the plugin format."""
-    flat = re.sub(r"\s+", " ", printable(text)).strip().replace("|", "/")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def finding_text(text: str) -> str:
+    """Server-supplied text as a finding in the plugin line: one short line without `|`, which
+    would start the perfdata."""
+    return one_line(text, TEXT_LIMIT).replace("|", "/")
 
 
 def render(report: Report, *, as_json: bool, secrets: Iterable[str]) -> str:

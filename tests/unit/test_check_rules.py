@@ -7,7 +7,7 @@ import requests
 
 from loopctl.checks import alerts, http, mcp_protocol as proto, oauth
 from loopctl.checks.health import Expectation, body_problem
-from loopctl.checks.plugin import Perf, Report, Status, one_line, scrub
+from loopctl.checks.plugin import Perf, Report, Status, finding_text, scrub
 from loopctl.checks.sse import Event, EventParser
 from loopctl.errors import ConfigError
 
@@ -48,8 +48,8 @@ def test_an_empty_report_is_unknown():
 
 
 def test_server_text_cannot_break_the_status_line():
-    assert one_line("a\nb | c\t d") == "a b / c d"
-    assert one_line("x" * 500).endswith("…") and len(one_line("x" * 500)) == 160
+    assert finding_text("a\nb | c\t d") == "a b / c d"
+    assert finding_text("x" * 500).endswith("…") and len(finding_text("x" * 500)) == 160
 
 
 def test_scrub_replaces_longest_secrets_first():

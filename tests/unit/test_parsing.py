@@ -3,7 +3,7 @@
 from datetime import datetime, timezone
 import io
 
-from loopctl import audit, deploy, facts, install, settings as settings_module, stack, sync
+from loopctl import audit, facts, install, runlog, settings as settings_module, stack, sync
 from loopctl.runner import Output, Scrubbed, new_prompt
 
 
@@ -77,7 +77,7 @@ def test_table_aligns_columns():
 
 def test_summary_and_releases_parsing():
     out = "==> x\nsummary: old=none new=abc color=blue build=4.0s healthy=2.1s switch=0.2s verify=5.0s\n"
-    assert deploy.parse_summary(out) == {"old": "none", "new": "abc", "color": "blue", "build": "4.0s",
+    assert runlog.parse_summary(out) == {"old": "none", "new": "abc", "color": "blue", "build": "4.0s",
                                          "healthy": "2.1s", "switch": "0.2s", "verify": "5.0s"}
     rows = facts.parse_releases("2026-11-25T10:00:00Z\tdeploy\tabc\tloop-api:abc\tblue\tAnn <a@x>\nbroken\n")
     assert rows == [{"time": "2026-11-25T10:00:00Z", "kind": "deploy", "commit": "abc", "image": "loop-api:abc",

@@ -8,7 +8,8 @@ import pytest
 from invoke.exceptions import Exit
 
 from loopctl import contract, runlog
-from loopctl.runner import Scrubbed
+from loopctl.errors import Locked, RemoteFailed
+from loopctl.runner import Output, Scrubbed
 
 RUN = "20261202T041351Z-deploy-blue-green-29812"
 # A rebuild's log as the sandbox wrote it (BuildKit's and Compose's lines cut down).
@@ -58,7 +59,6 @@ def test_the_marks_are_the_contracts_and_every_summary_line_counts():
         "run": RUN, "log": f"/volume1/@loopctl/state/runs/{RUN}.log", "old": "946f16d4f3db", "new": "eb87d4eb8136",
         "color": "blue", "build": "0.4s", "healthy": "2.2s", "gate": "0.4s", "aux": "1.6s", "switch": "0.1s",
         "verify": "3.2s", "tools": "2->2"}
-    assert runlog.script_error("ERROR: first\nx\nERROR: the build failed (exit 1)\n") == "the build failed (exit 1)"
 
 
 def test_by_default_only_steps_and_warnings_are_shown_and_the_summary_is_read():
@@ -193,3 +193,10 @@ def test_json_is_one_object_on_stdout_whatever_the_outcome():
         with runlog.reported("rebuild-all", as_json=True, out=out):
             raise Exit("inv rebuild-all: error: NAS_HOST is not set", 2)
     assert json.loads(out.getvalue())["status"] == "failed" and json.loads(out.getvalue())["steps"] == []
+
+
+def test_a_failed_script_is_its_tables_error_in_its_own_words():
+    locked = runlog.script_failure("rollback.sh", Output("==> x\n", "ERROR: held by ana since 10:00\n", 75))
+    assert type(locked) is Locked and str(locked) == "a deploy is already running: held by ana since 10:00"
+    failed = runlog.script_failure("prepare.sh", Output("", "warning\nlast words\n", 1))
+    assert type(failed) is RemoteFailed and str(failed) == "prepare.sh failed (exit 1): last words"
