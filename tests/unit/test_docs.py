@@ -110,7 +110,8 @@ def test_a_missing_flag_or_verb_is_found():
 
 def test_the_table_reads_what_invoke_sees():
     flags = task_flags()
-    assert flags["rebuild"] == {"--no-sync", "--allow-drift", "--allow-tool-removal"}
+    assert flags["rebuild"] == {"--no-sync", "--allow-drift", "--allow-tool-removal", "--verbose", "--json"}
+    assert flags["run-log"] == {"--id", "--tail"}
     assert flags["audit"] == {"--lines", "--local"}
     assert "mcp-check" in flags and "local-sync" in flags
 
