@@ -345,42 +345,50 @@ def external_objects(model: dict[str, Any], section: str, used: set[str], projec
     return out
 
 
-def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
-    """The release for `commit` from what prepare.sh printed; ConfigError (one line) on bad input."""
+def app_model(prepared: Prepared, settings: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The committed file and Compose's resolved model of the commit, after the checks that
+    need the whole model (host settings written out, no file objects, no bind volumes) and
+    with the api and auth services there; `$$` back to `$` (both Composes write a literal `$`
+    so; escaped again, once, when the stack file is written)."""
     compose_file = settings.app_compose_file
-    app_dir, home = settings.nas_app_dir, settings.nas_loopctl_dir
     raw = load_yaml(prepared.raw, compose_file)
     literal_host_fields(load_yaml(prepared.literal, f"{compose_file} (as committed)"), compose_file)
     model = load_yaml(prepared.resolved, f"{compose_file} (resolved)")
     refuse_file_objects(model)
     refuse_bind_volumes(model)
-    # Both Composes' `config` write a literal `$` as `$$`: back to the values the containers get
-    # (escaped again, once, when the stack file is written).
     model = unescape_dollars(model)
-    services: dict[str, Any] = model["services"]
-    api_name, auth_name = settings.api_service, settings.auth_service
+    services = model["services"]
     names = ", ".join(sorted(services))
-    if api_name not in services:
-        raise ConfigError(f"API_SERVICE {api_name!r} is not a service in {compose_file} (it has: {names})")
-    if auth_name and auth_name not in services:
-        raise ConfigError(f"AUTH_SERVICE {auth_name!r} is not a service in {compose_file} (it has: {names})")
-    # A `name:` written in the committed file, else the checkout folder's (the resolved model's
-    # name may come from COMPOSE_PROJECT_NAME in the checkout's .env, which the app can write).
-    literal_name = raw.get("name") if isinstance(raw.get("name"), str) and "$" not in raw["name"] else None
-    project = literal_name or project_name(app_dir)
-    notes: list[str] = []
+    for setting, name in (("API_SERVICE", settings.api_service), ("AUTH_SERVICE", settings.auth_service)):
+        if name and name not in services:
+            raise ConfigError(f"{setting} {name!r} is not a service in {compose_file} (it has: {names})")
+    return raw, model
 
+
+def stack_project(raw: dict[str, Any], app_dir: str) -> str:
+    """A `name:` written in the committed file, else the checkout folder's: the resolved model's
+    name may come from COMPOSE_PROJECT_NAME in the checkout's .env, which the app can write."""
+    literal_name = raw.get("name") if isinstance(raw.get("name"), str) and "$" not in raw["name"] else None
+    return literal_name or project_name(app_dir)
+
+
+def mounted_from_checkout(services: dict[str, Any], settings: Any) -> None:
+    """Each service's builds checked against the commit's export and its mounts moved back to the
+    checkout (Compose resolved them against the export), then checked for what they reach."""
+    app_dir, home = settings.nas_app_dir, settings.nas_loopctl_dir
     export_dir = f"{home}/{contract.EXPORT_DIR}/{posixpath.basename(app_dir.rstrip('/'))}"
     for name, service in services.items():
         check_build(name, service, export_dir)
         if service.get("volumes"):
             service["volumes"] = [in_checkout(entry, export_dir, app_dir) for entry in service["volumes"]]
         check_mounts(name, service, home)
-    api = services[api_name]
-    oauth_mount = next((m for m in map(parse_mount, api.get("volumes") or [])
-                        if m.target.rstrip("/") == settings.api_oauth_path.rstrip("/")), None)
-    oauth_from = oauth_mount.source if oauth_mount and oauth_mount.kind == "bind" else ""
-    mode = str(api.get("network_mode") or "")
+
+
+def proxied_port(services: dict[str, Any], settings: Any) -> Port:
+    """The api's published port the proxy takes over: STACK_PROXY_PORT's, else the only one. The
+    api must be on a Compose network, where the proxy reaches each color by name."""
+    api_name = settings.api_service
+    mode = str(services[api_name].get("network_mode") or "")
     if mode:
         raise ConfigError(f"service {api_name} uses network_mode: {mode}: blue-green needs it on a Compose network, "
                           f"where the proxy reaches each color by name")
@@ -394,19 +402,21 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
     if len(chosen) > 1:
         raise ConfigError(f"service {api_name} publishes ports {', '.join(p.published for p in chosen)}; set "
                           f"STACK_PROXY_PORT to the one the proxy takes")
-    port = chosen[0]
-    proxy_port = str(settings.stack_proxy_port or port.published)
+    return chosen[0]
 
-    short = commit[:12]
-    image = str(api.get("image") or "")
-    repo = re.sub(r":[^/:]*$", "", image) if image else api_name
-    stack_services: dict[str, Any] = {}
+
+def color_services(api: dict[str, Any], settings: Any, image: str, project: str, short: str,
+                   port: Port) -> dict[str, Any]:
+    """The api service copied once per color: only the names and the published ports (the
+    proxy's now) changed, plus what loopctl adds (labels, the color and commit in the
+    environment, a healthcheck where the app has none)."""
+    colors = {}
     for color in contract.COLORS:
         service = copy.deepcopy(api)
-        name = contract.api_container(api_name, color)
+        name = contract.api_container(settings.api_service, color)
         service.pop("ports", None)
         service["container_name"] = name
-        service["image"] = f"{repo}:{short}"
+        service["image"] = image
         if "build" in service:
             # Rebuilding a tag leaves the image it replaced untagged: this label lets only this
             # stack's be pruned.
@@ -416,23 +426,15 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         health = service.get("healthcheck") or {}
         if not health or health.get("disable") or health.get("test") in (["NONE"], "NONE"):
             service["healthcheck"] = supplied_healthcheck(port.target, settings.health_path)
-        stack_services[name] = service
-    if not (api.get("healthcheck") or {}).get("test") or (api.get("healthcheck") or {}).get("disable"):
-        notes.append(f"{api_name} defines no healthcheck: loopctl checks HTTP {settings.health_path} on port "
-                     f"{port.target} every second")
+        colors[name] = service
+    return colors
 
-    aux, builds = [], []
-    for name, service in services.items():
-        if name == api_name:
-            continue
-        service = copy.deepcopy(service)
-        stack_services[name] = service
-        aux.append(name)
-        if "build" in service:
-            builds.append(name)
 
+def proxy_service(api: dict[str, Any], settings: Any, port: Port, proxy_port: str) -> dict[str, Any]:
+    """The nginx proxy on the api's networks, publishing the port the api published."""
+    home = settings.nas_loopctl_dir
     api_networks = api.get("networks") or {"default": None}
-    stack_services[contract.PROXY_SERVICE] = {
+    return {
         "image": settings.stack_proxy_image,
         "container_name": contract.PROXY_CONTAINER,
         "command": ["nginx", "-c", f"{contract.PROXY_CONF_MOUNT}/nginx.conf", "-g", "daemon off;"],
@@ -446,14 +448,11 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         "labels": {"org.loopctl.role": "proxy"},
     }
 
-    if oauth_from:
-        for service in stack_services.values():
-            if service.get("volumes"):
-                service["volumes"] = [with_oauth_volume(entry, oauth_from) for entry in service["volumes"]]
-        notes.append(f"OAuth state ({settings.api_oauth_path}) in the volume {project}-oauth, moved from {oauth_from} "
-                     f"(the api can replace a folder of the checkout with a link)")
-    refuse_nested_binds(stack_services)
 
+def shared_objects(model: dict[str, Any], stack_services: dict[str, Any],
+                   project: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The networks and named volumes the stack's services use, declared external (the app's
+    own compose made them); the OAuth volume is not among them (oauth_volume_of)."""
     used_networks: set[str] = set()
     used_volumes: set[str] = set()
     for service in stack_services.values():
@@ -463,14 +462,19 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
             mount = parse_mount(entry)
             if mount.kind == "volume" and mount.source and mount.source != OAUTH_VOLUME_KEY:
                 used_volumes.add(mount.source)
+    return (external_objects(model, "networks", used_networks, project),
+            external_objects(model, "volumes", used_volumes, project))
+
+
+def stack_file(model: dict[str, Any], stack_services: dict[str, Any], networks: dict[str, Any],
+               volumes: dict[str, Any], oauth_from: str, project: str) -> dict[str, Any]:
+    """The release's stack.json: its services, the shared objects, the app's secrets and configs;
+    every `$` escaped, since Compose interpolates the file again."""
     stack: dict[str, Any] = {"services": stack_services}
-    networks = external_objects(model, "networks", used_networks, project)
-    volumes = external_objects(model, "volumes", used_volumes, project)
-    shared_volumes = ",".join(v["name"] for v in volumes.values())
     if oauth_from:
         # Not among the shared volumes the scripts make when missing: only the move of the state
         # makes it (lib-oauth.sh), so a lost one is said, never replaced by an empty one.
-        volumes[OAUTH_VOLUME_KEY] = {"name": f"{project}-oauth", "external": True}
+        volumes = {**volumes, OAUTH_VOLUME_KEY: {"name": f"{project}-oauth", "external": True}}
     if networks:
         stack["networks"] = networks
     if volumes:
@@ -478,34 +482,101 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
     for section in ("secrets", "configs"):
         if model.get(section):
             stack[section] = model[section]
-    stack = escape_dollars(stack)
+    return escape_dollars(stack)
 
+
+def bind_sources(stack_services: dict[str, Any]) -> list[str]:
+    """Every folder the stack bind-mounts, for the scripts' checks before a start (comma-separated
+    in release.env, so none may hold a comma)."""
     binds = sorted({m.source for service in stack_services.values() for m in map(parse_mount, service.get("volumes") or [])
                     if m.kind == "bind"})
     if any("," in source for source in binds):
         raise ConfigError(f"a bind mount source has a comma in its path: {next(b for b in binds if ',' in b)}")
-    if oauth_from:
-        oauth_volume = f"{project}-oauth"
-    elif oauth_mount and oauth_mount.kind == "volume" and oauth_mount.source:
-        oauth_volume = volumes[oauth_mount.source]["name"]
-    else:
-        oauth_volume = ""
-    fields = {
-        "COMMIT": commit, "SHORT": short, "PROJECT": project, "API_SERVICE": api_name, "API_REPO": repo,
-        "CONTAINER_PORT": str(port.target), "PROXY_BIND": port.host_ip, "PROXY_PORT": proxy_port,
-        "PROXY_IMAGE": settings.stack_proxy_image, "HEALTH_PATH": settings.health_path,
-        # The Host the app sees behind the proxy: the MCP gate sends it too.
-        "PUBLIC_HOST": urlsplit(settings.public_url).netloc.rpartition("@")[2] if settings.public_url else "",
-        "AUX_SERVICES": ",".join(aux), "BUILD_SERVICES": ",".join(builds),
-        "OAUTH_VOLUME": oauth_volume, "OAUTH_FROM": oauth_from,
-        "NETWORKS": ",".join(v["name"] for v in networks.values()),
-        "VOLUMES": shared_volumes,
-        "BIND_SOURCES": ",".join(binds),
-    }
+    return binds
+
+
+def checked_fields(fields: dict[str, str], compose_file: str) -> dict[str, str]:
+    """release.env's fields, each a plain word the NAS scripts read without a shell (lib.sh's
+    read_env_file); a value that is not is refused here, naming the setting it came from."""
     for key, value in fields.items():
         if not SAFE_VALUE.fullmatch(value):
             source = {"PUBLIC_HOST": "PUBLIC_URL", "HEALTH_PATH": "HEALTH_PATH",
                       "PROXY_IMAGE": "STACK_PROXY_IMAGE"}.get(key, compose_file)
             raise ConfigError(f"{key}={value!r} from {source} has characters the NAS scripts refuse "
                               f"(letters, digits and . _ / : @ , + - only)")
-    return Release(commit, stack, fields, notes)
+    return fields
+
+
+def has_healthcheck(api: dict[str, Any]) -> bool:
+    """Whether the app's compose gives the api a healthcheck of its own (else color_services
+    supplies one, and the deploy says so)."""
+    health = api.get("healthcheck") or {}
+    return bool(health.get("test")) and not health.get("disable")
+
+
+def into_oauth_volume(stack_services: dict[str, Any], oauth_from: str) -> None:
+    """Every service's bind of the OAuth folder `oauth_from` (inside the checkout, which the api
+    can replace with a link) as a mount of the OAuth volume instead (see lib-oauth.sh)."""
+    for service in stack_services.values():
+        if service.get("volumes"):
+            service["volumes"] = [with_oauth_volume(entry, oauth_from) for entry in service["volumes"]]
+
+
+def oauth_volume_of(oauth_mount: Mount | None, volumes: dict[str, Any], project: str) -> str:
+    """The named volume the OAuth state lives in, for rebuild-all's backup: the one it moves into
+    from a bind of the folder, the app's own volume mounted there, or none."""
+    if oauth_mount and oauth_mount.kind == "bind" and oauth_mount.source:
+        return f"{project}-oauth"
+    if oauth_mount and oauth_mount.kind == "volume" and oauth_mount.source:
+        return volumes[oauth_mount.source]["name"]
+    return ""
+
+
+def oauth_mount_of(api: dict[str, Any], settings: Any) -> Mount | None:
+    """What the api mounts at API_OAUTH_PATH, if anything."""
+    return next((m for m in map(parse_mount, api.get("volumes") or [])
+                 if m.target.rstrip("/") == settings.api_oauth_path.rstrip("/")), None)
+
+
+def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
+    """The release for `commit` from what prepare.sh printed; ConfigError (one line) on bad input.
+    In the order a reader checks it: the app's model, its mounts against the checkout, the port
+    the proxy takes, the colors, the app's other services and the proxy, the OAuth volume, the
+    shared objects, then release.env's fields; every check raises before anything is written."""
+    raw, model = app_model(prepared, settings)
+    services: dict[str, Any] = model["services"]
+    api_name, project, short = settings.api_service, stack_project(raw, settings.nas_app_dir), commit[:12]
+    mounted_from_checkout(services, settings)
+    api = services[api_name]
+    oauth_mount = oauth_mount_of(api, settings)
+    oauth_from = oauth_mount.source if oauth_mount and oauth_mount.kind == "bind" else ""
+    port = proxied_port(services, settings)
+    proxy_port = str(settings.stack_proxy_port or port.published)
+    image = str(api.get("image") or "")
+    repo = re.sub(r":[^/:]*$", "", image) if image else api_name
+    stack_services = color_services(api, settings, f"{repo}:{short}", project, short, port)
+    notes = [] if has_healthcheck(api) else [f"{api_name} defines no healthcheck: loopctl checks HTTP "
+                                             f"{settings.health_path} on port {port.target} every second"]
+    aux = [name for name in services if name != api_name]
+    stack_services.update({name: copy.deepcopy(services[name]) for name in aux})
+    stack_services[contract.PROXY_SERVICE] = proxy_service(api, settings, port, proxy_port)
+    if oauth_from:
+        into_oauth_volume(stack_services, oauth_from)
+        notes.append(f"OAuth state ({settings.api_oauth_path}) in the volume {project}-oauth, moved from {oauth_from} "
+                     f"(the api can replace a folder of the checkout with a link)")
+    refuse_nested_binds(stack_services)
+    networks, volumes = shared_objects(model, stack_services, project)
+    stack = stack_file(model, stack_services, networks, volumes, oauth_from, project)
+    fields = {
+        "COMMIT": commit, "SHORT": short, "PROJECT": project, "API_SERVICE": api_name, "API_REPO": repo,
+        "CONTAINER_PORT": str(port.target), "PROXY_BIND": port.host_ip, "PROXY_PORT": proxy_port,
+        "PROXY_IMAGE": settings.stack_proxy_image, "HEALTH_PATH": settings.health_path,
+        # The Host the app sees behind the proxy: the MCP gate sends it too.
+        "PUBLIC_HOST": urlsplit(settings.public_url).netloc.rpartition("@")[2] if settings.public_url else "",
+        "AUX_SERVICES": ",".join(aux), "BUILD_SERVICES": ",".join(name for name in aux if "build" in services[name]),
+        "OAUTH_VOLUME": oauth_volume_of(oauth_mount, volumes, project), "OAUTH_FROM": oauth_from,
+        "NETWORKS": ",".join(v["name"] for v in networks.values()),
+        "VOLUMES": ",".join(v["name"] for v in volumes.values()),
+        "BIND_SOURCES": ",".join(bind_sources(stack_services)),
+    }
+    return Release(commit, stack, checked_fields(fields, settings.app_compose_file), notes)

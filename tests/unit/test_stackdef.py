@@ -237,3 +237,16 @@ def test_the_public_host_is_what_the_mcp_gate_sends_as_host(tmp_path):
     settings = settings_module.load({"LOOP_ENV_FILE": "/dev/null", "PUBLIC_URL": "https://mcp.example.com:8443/x"})
     release = stackdef.build_release(prepared((DATA / "example-v2.yml").read_text(), 2), settings, COMMIT)
     assert release.fields["PUBLIC_HOST"] == "mcp.example.com:8443"
+
+
+def test_the_oauth_volume_is_the_one_the_state_moves_into_the_apps_own_or_none():
+    bind, volume = stackdef.parse_mount(f"{APP}/api/oauth:/app/api/oauth"), stackdef.parse_mount("keys:/app/api/oauth")
+    assert stackdef.oauth_volume_of(bind, {}, "loop") == "loop-oauth"
+    assert stackdef.oauth_volume_of(volume, {"keys": {"name": "loop_keys", "external": True}}, "loop") == "loop_keys"
+    assert stackdef.oauth_volume_of(None, {}, "loop") == ""
+
+
+@pytest.mark.parametrize("healthcheck, has", [({"test": ["CMD", "true"]}, True), ({}, False),
+                                              ({"test": ["CMD", "true"], "disable": True}, False)])
+def test_a_disabled_or_missing_healthcheck_is_none(healthcheck, has):
+    assert stackdef.has_healthcheck({"healthcheck": healthcheck}) is has
