@@ -9,6 +9,16 @@
 # session cannot interrupt it half-way.
 set -Eeuo pipefail
 
+# shellcheck source=lib.sh
+. "${BASH_SOURCE%/*}/lib.sh"
+# shellcheck source=lib-deploy.sh
+. "${BASH_SOURCE%/*}/lib-deploy.sh"
+# shellcheck source=lib-proxy.sh
+. "${BASH_SOURCE%/*}/lib-proxy.sh"
+# shellcheck source=lib-mcp.sh
+. "${BASH_SOURCE%/*}/lib-mcp.sh"
+# shellcheck source=lib-oauth.sh
+. "${BASH_SOURCE%/*}/lib-oauth.sh"
 # shellcheck source=lib-change.sh
 . "${BASH_SOURCE%/*}/lib-change.sh"
 
@@ -34,21 +44,6 @@ is healthy. Where the app's own api container holds the port, the first deploy t
 Exit: 0 deployed; $EXIT_FAILED failed, the live release still serves; $EXIT_USAGE bad usage;
 $EXIT_DISK_FULL disk full; $EXIT_LOCKED another change holds the lock; $EXIT_REFUSED refused before any change.
 USAGE
-}
-
-# build SHORT SERVICES...: within BUILD_TIMEOUT; a full disk is said so.
-build() {
-  local short=$1 rc
-  shift
-  local -a COMPOSE_PREFIX=(timeout --kill-after=10 "$BUILD_TIMEOUT")
-  set +e
-  compose_release "$short" build "$@" 2>&1 | tee "$BUILD/build.log"
-  rc=${PIPESTATUS[0]}
-  set -e
-  ((rc == 0)) && return 0
-  ((rc != 124 && rc != 137)) || die "the build took longer than ${BUILD_TIMEOUT}s (DEPLOY_BUILD_TIMEOUT): stopped"
-  if grep -qi 'no space left on device' "$BUILD/build.log"; then disk_full_or_die "no space left on device while building"; fi
-  die "the build failed (exit $rc)"
 }
 
 main() {

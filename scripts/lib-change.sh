@@ -2,12 +2,9 @@
 # The change transaction of deploy-blue-green.sh, rollback.sh and rebuild-all.sh: their flags,
 # the state of a change in progress, the switch and its verification, the undo on any failure
 # before the change commits, and the repair of a change that was killed before it could undo
-# itself. Sourced, never run; facts.sh and prepare.sh, which change nothing, do without it.
-
-# shellcheck source=lib-deploy.sh
-. "${BASH_SOURCE[0]%/*}/lib-deploy.sh"
-# shellcheck source=lib-oauth.sh
-. "${BASH_SOURCE[0]%/*}/lib-oauth.sh"
+# itself. Needs lib.sh, lib-deploy.sh, lib-proxy.sh, lib-mcp.sh and lib-oauth.sh, which the
+# scripts source first. Sourced, never run; facts.sh and prepare.sh, which change nothing, do
+# without it.
 
 # --- flags ---------------------------------------------------------------------------------
 
@@ -64,14 +61,8 @@ refuse_unsafe_home() {
 }
 
 # --- the transaction: undone on any failure before it commits ------------------------------
-
-# State of a deploy or rollback in progress, read by finish_change; the T_ stamps by the
-# scripts' summaries.
-# shellcheck disable=SC2034  # set and read by the scripts that source this file
-live="" target="" switched=0 committed=0 brought_up="" T_SWITCHED=0 T_VERIFIED=0 T_GATE=0 TOOLS_SUMMARY="" RECOVERED="" RECOVERING=0
-# IMAGES: the tags the build moves, as they were before it (note_images); aux_changed: the
-# app's other services were brought up on the new release (update_aux), in T_AUX milliseconds.
-IMAGES="" aux_changed=0 T_AUX=0 RETIRED=""
+# What a change in progress shares (the color it leaves, the one it brings up, how far it got)
+# is declared in one block, the state of a change, at the end of this file.
 
 # --- the app's other services: changed after the gate, put back by the undo ----------------
 
@@ -146,7 +137,6 @@ update_aux() {
     done
     step "$service replaced and healthy in $(elapsed "$t0" "$(ms_now)")"
   done
-  # shellcheck disable=SC2034  # read by the deploy's summary
   T_AUX=$(($(ms_now) - t0))
 }
 
@@ -334,7 +324,6 @@ recover_change() {
         recover_bookkeeping "$op" "$commit"
       else
         undo_change || die "the repair of the last $op is not complete (is Docker running?): nothing else was changed" "$EXIT_FAILED"
-        # shellcheck disable=SC2034  # read by rollback.sh
         RECOVERED="$op of ${commit:-?} undone; ${live:-nothing} serves"
       fi
       ;;
@@ -429,7 +418,6 @@ switch_and_verify() {
   switched=1
   journal_set step switch
   switch_to "$target" "$live" || die "nginx did not accept the new upstream"
-  # shellcheck disable=SC2034  # read by the calling script's summary
   T_SWITCHED=$(ms_now)
   verify_and_commit
 }
@@ -447,7 +435,6 @@ takeover_and_verify() {
   compose_release "$SHORT" up --no-start --no-deps proxy
   journal_set step switch
   give_port_to_proxy
-  # shellcheck disable=SC2034  # read by the calling script's summary
   T_SWITCHED=$(ms_now)
   verify_and_commit
 }
@@ -459,6 +446,7 @@ verify_and_commit() {
   # nginx's old workers may take a new connection for a moment after the reload: an MCP session
   # they serve is tried again (for up to the 10 s verify_through_proxy allows them too).
   local tries=0 MCP_FIRST
+  # shellcheck disable=SC2034  # read by mcp_tools (lib-mcp.sh), from this scope
   MCP_FIRST=$(release_opening "$SHORT")
   until mcp_tools "http://$PROXY_HOST:$PROXY_PORT" "$target"; do
     if [[ $MCP_ERROR != "the MCP session was served by '"* ]] || ((++tries >= 100)); then
@@ -466,7 +454,6 @@ verify_and_commit() {
     fi
     sleep 0.1
   done
-  # shellcheck disable=SC2034  # read by the calling script's summary
   T_VERIFIED=$(ms_now)
   committed=1
   journal_set step committed
@@ -562,9 +549,58 @@ mcp_gate() {
   fi
   T_GATE=$(($(ms_now) - t0))
   step "MCP gate passed on $name in $(elapsed 0 "$T_GATE"); $MCP_COMPARED; $transport"
-  # shellcheck disable=SC2034  # read by the deploy's summary
   TOOLS_SUMMARY=$(sed -E 's/^tools: ([^ ,]+) -> ([^ ,]+).*/\1->\2/; s/^tools: ([^ ,]+)$/\1/' <<<"$MCP_COMPARED")
   if [[ -n $MCP_REMOVED && $ALLOW_TOOL_REMOVAL != 1 ]]; then
     die "refused: the new release removes $MCP_REMOVED (ChatGPT may call it); deploy with --allow-tool-removal if that is meant" "$EXIT_REFUSED"
   fi
+}
+
+# --- the state of a change ---------------------------------------------------------------------
+# Every name a change shares between the script and these libraries, set here as the file is
+# sourced (none comes from the caller's environment). Each says who sets it and who reads it.
+# Declared last: shellcheck takes a name's last assignment in a file for its declaration, and
+# this one suppression then covers the names only the scripts read.
+# shellcheck disable=SC2034
+{
+  # The flags (parse_flags, parse_release_flags; restart.sh its own): PERFORMER (who changes;
+  # read by take_lock and record_release), EXTRA_FLAGS (the script's own flags, read by its
+  # main), COMMIT_ARG and RELEASE_FROM (--commit, --release: read by deploy and rebuild-all),
+  # ALLOW_TOOL_REMOVAL (--allow-tool-removal; rollback.sh sets it for a release it starts;
+  # read by mcp_gate).
+  PERFORMER=unknown EXTRA_FLAGS=() COMMIT_ARG="" RELEASE_FROM="" ALLOW_TOOL_REMOVAL=0
+  # live: the color serving when the change began ("app": the app's own container; "": none).
+  # target: the color the change brings up ("app": the port back to the app's own container).
+  # Set by the scripts' main (and recover_change, from the journal); read by the switch, the
+  # gate, retire_old, retire_standby, restore_standby, restore_aux and undo_change.
+  live="" target=""
+  # LEGACY_CONTAINER: the app's own api container around a takeover or a rollback to it. Set by
+  # deploy's and rollback's main and recover_change; read by give_port_to_proxy,
+  # give_port_to_app and undo_change.
+  LEGACY_CONTAINER=""
+  # switched: 1 once traffic may have moved (nginx rewritten, the port handed over). Set by
+  # switch_and_verify, takeover_and_verify, rollback_to_app and recover_change; read by
+  # undo_change. committed: 1 once the change is verified: nothing is undone after. Set by
+  # verify_and_commit, rollback.sh and restart.sh; read by finish_change.
+  switched=0 committed=0
+  # brought_up: created|started, the target's container the change made or started (bring_up;
+  # recover_change from the journal); read by undo_change, restore_standby and rollback.sh.
+  brought_up=""
+  # IMAGES: the tags the build moves, as NAME@ID before it (note_images; recover_change); read
+  # by restore_images. aux_changed: 1 once update_aux brought the app's other services up on
+  # the new release (recover_change too); read by restore_aux.
+  IMAGES="" aux_changed=0
+  # RETIRED: the commit of the warm standby the change replaced (retire_standby;
+  # recover_change); read by restore_standby.
+  RETIRED=""
+  # PAUSED: containers pause_writers paused (lib-oauth.sh; recover_change from the journal);
+  # resume_writers unpauses them, finish_change and rebuild-all's exit trap call it.
+  PAUSED=()
+  # RECOVERING: 1 while recover_change repairs a change cut short; read by finish_change and
+  # rebuild-all's exit trap (the journal stays). RECOVERED: what that repair did ("deploy of X
+  # undone; blue serves"), set by recover_change; read by rollback.sh.
+  RECOVERING=0 RECOVERED=""
+  # The scripts' summaries, in milliseconds: T_SWITCHED (switch_and_verify,
+  # takeover_and_verify, rollback_to_app), T_VERIFIED (verify_and_commit, rollback_to_app),
+  # T_GATE and TOOLS_SUMMARY ("2->1": mcp_gate), T_AUX (update_aux).
+  T_SWITCHED=0 T_VERIFIED=0 T_GATE=0 TOOLS_SUMMARY="" T_AUX=0
 }

@@ -1,19 +1,14 @@
 # shellcheck shell=bash
 # What the scripts know about the stack: releases and their stack definitions, the app
-# checkout's export, colors and containers, health waits, the nginx switch and the release
-# history. Sourced by facts.sh and prepare.sh, and through lib-change.sh (the transaction of
-# a change) by the scripts that change the stack. Sourced, never run.
+# checkout's export and its build, colors and containers, health waits and the release
+# history. The nginx switch is lib-proxy.sh's, the transaction of a change lib-change.sh's.
+# Needs lib.sh, which the scripts source first. Sourced, never run.
 #
 # A release is releases/SHORT/{stack.json,release.env}: the app's own compose definition
 # of the api service, copied into one service per color (only the names and the published
 # ports differ), its other services as the app defines them, and the proxy. It is written
 # by loopctl from `compose config` of the commit, so a rollback starts an old release
 # exactly as it was defined.
-
-# shellcheck source=lib.sh
-. "${BASH_SOURCE[0]%/*}/lib.sh"
-# shellcheck source=lib-mcp.sh
-. "${BASH_SOURCE[0]%/*}/lib-mcp.sh"
 
 # OAUTH_VOLUME and OAUTH_FROM: the named volume the OAuth state lives in, and the app's folder
 # it moves from (lib-oauth.sh). OAUTH_DIR: that folder mounted as it is, by releases an older
@@ -78,7 +73,7 @@ without_compose_noise() {
   grep -Ev --line-buffered 'COMPOSE_BAKE=false is deprecated|configured to build using Bake, but buildx|the attribute .version. is obsolete' || true
 }
 
-# --- the app checkout, exported ------------------------------------------------------------
+# --- the app checkout, exported and built --------------------------------------------------
 
 # Root never runs git inside the checkout: the app writes there (hooks, config, fsmonitor
 # would run as root). Fetching from it into loopctl's own mirror is what git itself calls the
@@ -133,6 +128,21 @@ export_commit() {
   echo "$commit" >"$BUILD/commit"
 }
 
+# build SHORT SERVICES...: within BUILD_TIMEOUT; a full disk is said so.
+build() {
+  local short=$1 rc
+  shift
+  local -a COMPOSE_PREFIX=(timeout --kill-after=10 "$BUILD_TIMEOUT")
+  set +e
+  compose_release "$short" build "$@" 2>&1 | tee "$BUILD/build.log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  ((rc == 0)) && return 0
+  ((rc != 124 && rc != 137)) || die "the build took longer than ${BUILD_TIMEOUT}s (DEPLOY_BUILD_TIMEOUT): stopped"
+  if grep -qi 'no space left on device' "$BUILD/build.log"; then disk_full_or_die "no space left on device while building"; fi
+  die "the build failed (exit $rc)"
+}
+
 # disk_full_or_die MESSAGE [PATH]: say plainly when the disk holding PATH (default: the home)
 # is full (exit 74), else die.
 disk_full_or_die() {
@@ -149,32 +159,6 @@ disk_full_or_die() {
 
 container() { printf '%s-%s' "$API_SERVICE" "$1"; }
 other_color() { if [[ $1 == blue ]]; then echo green; else echo blue; fi; }
-
-# The color the upstream file names ("" when it is missing or garbled; write_upstream's format).
-upstream_color() {
-  [[ -r $UPSTREAM ]] || return 0
-  # shellcheck disable=SC2016  # nginx variables, not shell ones
-  sed -nE 's/^map \$host \$loop_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1
-}
-
-# The live color from the upstream file nginx reads ("app" while the app's own container,
-# not loopctl's stack, holds the port; "" before any deploy). If that file is lost or garbled,
-# nginx still serves the last one it loaded: the proxy says which color that is (and a warning
-# says so; the change writes the file again).
-live_color() {
-  local color
-  if [[ -e $APP_LIVE ]]; then
-    echo app
-    return
-  fi
-  color=$(upstream_color)
-  if [[ -z $color && -n ${PROXY_PORT:-} ]] && is_running "$PROXY_CONTAINER"; then
-    color=$(curl -s -m 2 -o /dev/null -D - "http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH" 2>/dev/null |
-      awk 'tolower($1) == "x-loop-color:" { gsub(/\r/, "", $2); print $2 }' | grep -xE 'blue|green' || true)
-    [[ -z $color ]] || warn "the upstream file $UPSTREAM is missing or garbled; the proxy serves $color, taken as live (the switch writes the file again)"
-  fi
-  echo "$color"
-}
 
 # release_port SHORT: the container port that release's api listens on ("" if unknown).
 release_port() {
@@ -272,148 +256,6 @@ show_failure() {
   docker logs --tail 30 "$1" 2>&1 | cut -c 1-300 | sed 's/^/    /' >&2 || true
 }
 
-# --- nginx: the switch ---------------------------------------------------------------------
-
-# write_upstream COLOR STANDBY [PORT]: COLOR serves; sessions it does not know go to STANDBY
-# (a color, or "" for none: a standby whose container does not run is none). PORT is COLOR's
-# container port (default: the loaded release's).
-write_upstream() {
-  local standby=${2:-} standby_at=none name running image commit=""
-  # Both containers in one look (each docker call costs a rollback ~20 ms).
-  while read -r name running image; do
-    if [[ $name == "/$(container "$1")" ]]; then
-      commit=${image##*:}
-    elif [[ -n $standby && $name == "/$(container "$standby")" && $running == true && -n $(release_port "${image##*:}") ]]; then
-      standby_at=$(container "$standby"):$(release_port "${image##*:}")
-    fi
-  done < <(docker inspect -f '{{.Name}} {{.State.Running}} {{.Config.Image}}' "$(container "$1")" \
-    ${standby:+"$(container "$standby")"} 2>/dev/null || true)
-  [[ $standby_at != none ]] || standby=none
-  cat <<EOF
-# Live color, written by loopctl at $(utc_now): $1 (commit $commit); standby: $standby.
-# Do not edit: every deploy and rollback replaces this file.
-map \$host \$loop_upstream { default $(container "$1"):${3:-$CONTAINER_PORT}; }
-map \$host \$loop_color { default $1; }
-map \$host \$loop_standby { default $standby_at; }
-map \$host \$loop_standby_color { default $standby; }
-EOF
-}
-
-# The standby color the upstream file names ("" when none).
-upstream_standby() {
-  [[ -r $UPSTREAM ]] || return 0
-  # shellcheck disable=SC2016  # nginx variables, not shell ones
-  sed -nE 's/^map \$host \$loop_standby_color \{ default (blue|green); \}$/\1/p' "$UPSTREAM" | head -n 1
-}
-
-# write_candidate COLOR STANDBY [PORT]: the upstream for COLOR beside the live one (same
-# folder, so renaming it into place is atomic). Prints its path.
-write_candidate() {
-  local candidate=$UPSTREAM.next
-  mkdir -p "$(dirname "$UPSTREAM")"
-  write_upstream "$@" >"$candidate"
-  chmod 644 "$candidate"
-  echo "$candidate"
-}
-
-# nginx -t in a throwaway container of the proxy image, for when no proxy runs yet.
-nginx_test_offline() {
-  docker run --rm --network none -v "$LOOPCTL_HOME/$NGINX_CONF_DIR:$PROXY_CONF_MOUNT:ro" \
-    -v "$(dirname "$1"):$PROXY_LIVE_MOUNT:ro" --entrypoint sh "$PROXY_IMAGE" -c \
-    'sed "s#$3/$2#$3/$1#" "$4/nginx.conf" >/tmp/t.conf && nginx -t -q -c /tmp/t.conf' \
-    sh "$(basename "$1")" "$(basename "$UPSTREAM")" "$PROXY_LIVE_MOUNT" "$PROXY_CONF_MOUNT"
-}
-
-# wait_port_answers: the proxy port answers HTTP (tried 0.1 s apart, up to 10 s).
-# shellcheck disable=SC2153  # PROXY_PORT comes from the release's fields
-wait_port_answers() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    curl -s -o /dev/null -m 1 "http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH" && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# test_and_reload_proxy: nginx -t on the files in place, then nginx re-reads them, in one exec
-# (each costs a rollback about 0.1 s). Through `nginx -s reload` inside the container, not
-# `docker kill --signal HUP`: Docker counts any kill as a manual stop, and a container stopped
-# by hand is not restarted by its restart policy when Docker starts again (a NAS reboot).
-# Its notice ("signal process started") is only shown when it fails. Exit 1: the test failed
-# (nothing reloaded); 2: the reload failed.
-test_and_reload_proxy() {
-  local said
-  # shellcheck disable=SC2016  # expanded by the inner sh
-  said=$(docker exec "$PROXY_CONTAINER" sh -c 'nginx -t -q -c "$1" || exit 1; nginx -q -c "$1" -s reload || exit 2' \
-    sh "$PROXY_CONF_MOUNT/nginx.conf" 2>&1) && return 0
-  local rc=$?
-  printf '%s\n' "$said" | tail -n 3 >&2
-  return "$rc"
-}
-
-# switch_to COLOR STANDBY [PORT]: write to a temp file, rename it into place, test and reload;
-# a file nginx -t refuses is replaced by the one before at once (nginx reads the file only on a
-# reload, so it never saw it). With no proxy running, the candidate is tested in a throwaway
-# container and the proxy started on it.
-switch_to() {
-  local candidate rc=0
-  candidate=$(write_candidate "$@")
-  if is_running "$PROXY_CONTAINER"; then
-    rm -f "$UPSTREAM.prev"
-    [[ ! -e $UPSTREAM ]] || ln -f "$UPSTREAM" "$UPSTREAM.prev"
-    mv -f "$candidate" "$UPSTREAM"
-    test_and_reload_proxy || rc=$?
-    if ((rc == 1)); then
-      if [[ -e $UPSTREAM.prev ]]; then mv -f "$UPSTREAM.prev" "$UPSTREAM"; else rm -f "$UPSTREAM"; fi
-      warn "nginx -t failed: no switch"
-      return 1
-    fi
-    rm -f "$UPSTREAM.prev"
-    ((rc == 0)) || { warn "nginx did not reload"; return 1; }
-  else
-    if ! nginx_test_offline "$candidate"; then
-      rm -f "$candidate"
-      warn "nginx -t failed: no switch"
-      return 1
-    fi
-    mv -f "$candidate" "$UPSTREAM"
-    compose_release "$SHORT" up -d --no-deps --no-build proxy
-    wait_port_answers || warn "the proxy does not answer on port $PROXY_PORT yet"
-  fi
-}
-
-# verify_through_proxy COLOR SECONDS: for the window, every request through the proxy (ten a
-# second) must be a 200 from COLOR; with 0, the first 200 from COLOR ends it. The reload is
-# asynchronous, so the old workers may answer for a moment first (the old color, or an error
-# when its container is gone); after 10 s that counts as a failed switch.
-verify_through_proxy() {
-  local color=$1 window=$(($2 * 1000)) start seen=0 code served waited
-  local url="http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH"
-  start=$(ms_now)
-  while :; do
-    read -r code served < <(curl -sS -m 3 -o /dev/null -D - "$url" 2>/dev/null |
-      awk 'NR == 1 { code = $2 } tolower($1) == "x-loop-color:" { c = $2 } END { gsub(/\r/, "", c); print (code ? code : 0), c }')
-    waited=$(($(ms_now) - start))
-    if [[ $code != 200 ]] && ((seen || waited >= 10000)); then
-      warn "proxy answered $code for $url"
-      return 1
-    elif [[ $code != 200 ]]; then
-      :
-    elif [[ $served == "$color" ]]; then
-      seen=1
-    elif ((seen)); then
-      warn "traffic went back to '$served'"
-      return 1
-    elif ((waited >= 10000)); then
-      warn "traffic still reaches '$served' 10s after the reload"
-      return 1
-    fi
-    ((seen && waited >= window)) && return 0
-    # Until the new workers answer, quicker: a rollback serves once they do.
-    if ((seen)); then sleep 0.1; else sleep 0.05; fi
-  done
-}
-
 # --- history ---------------------------------------------------------------------------------
 
 # record_release KIND COMMIT IMAGE COLOR: one tab-separated line per change of the live version,
@@ -470,12 +312,6 @@ prune_releases() {
   # Rebuilding a tag leaves the image it replaced untagged; only this stack's are pruned.
   docker image prune -f --filter dangling=true --filter "label=org.loopctl.project=$PROJECT" >/dev/null 2>&1 || true
   return "$failed"
-}
-
-# The proxy address the scripts talk to: the published one, on this machine.
-proxy_host() {
-  PROXY_HOST=${PROXY_BIND:-127.0.0.1}
-  [[ $PROXY_HOST != 0.0.0.0 ]] || PROXY_HOST=127.0.0.1
 }
 
 # app_container any|running [FORMAT]: the app's own api container, made by its compose in

@@ -24,8 +24,7 @@ readonly STATE_MAX_BYTES=$((256 * 1024 * 1024))
 readonly THROWAWAY_SECONDS=120
 OAUTH_MOVED=$LOOPCTL_HOME/$OAUTH_MOVED_FILE
 readonly OAUTH_MOVED
-# Containers paused by pause_writers, unpaused by resume_writers (and by the exit trap).
-PAUSED=()
+# PAUSED: the containers pause_writers paused (declared with the state of a change, lib-change.sh).
 
 # The sha256sum lines of every regular file under the working folder, sorted by name: the one
 # form both a backup's SHA256SUMS and the checks of a copy use.

@@ -7,6 +7,16 @@
 # back, exactly as it ran before. Nothing is built.
 set -Eeuo pipefail
 
+# shellcheck source=lib.sh
+. "${BASH_SOURCE%/*}/lib.sh"
+# shellcheck source=lib-deploy.sh
+. "${BASH_SOURCE%/*}/lib-deploy.sh"
+# shellcheck source=lib-proxy.sh
+. "${BASH_SOURCE%/*}/lib-proxy.sh"
+# shellcheck source=lib-mcp.sh
+. "${BASH_SOURCE%/*}/lib-mcp.sh"
+# shellcheck source=lib-oauth.sh
+. "${BASH_SOURCE%/*}/lib-oauth.sh"
 # shellcheck source=lib-change.sh
 . "${BASH_SOURCE%/*}/lib-change.sh"
 
@@ -75,7 +85,7 @@ rollback_to_app() {
   T_SWITCHED=$(ms_now)
   step "verifying $LEGACY_CONTAINER on port $PROXY_PORT for ${VERIFY_SECONDS}s"
   wait_port_answers || die "$LEGACY_CONTAINER does not answer on port $PROXY_PORT"
-  verify_app "$VERIFY_SECONDS" || die "$LEGACY_CONTAINER failed the verification"
+  verify_through_proxy "" "$VERIFY_SECONDS" || die "$LEGACY_CONTAINER failed the verification"
   mcp_tools "http://$PROXY_HOST:$PROXY_PORT" || die "MCP on $LEGACY_CONTAINER failed: $MCP_ERROR"
   T_VERIFIED=$(ms_now)
   committed=1
@@ -86,16 +96,6 @@ rollback_to_app() {
   step "rolled back to the app's own $LEGACY_CONTAINER"
   summary 'old=%s new=app color=app switch=%s verify=%s' "$current" \
     "$(elapsed "$T_START" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")"
-}
-
-# verify_app SECONDS: every request to the port is a 200, four a second.
-verify_app() {
-  local end=$(($(ms_now) + $1 * 1000)) code
-  while (($(ms_now) < end)); do
-    code=$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://$PROXY_HOST:$PROXY_PORT$HEALTH_PATH" || true)
-    [[ $code == 200 ]] || { warn "port $PROXY_PORT answered $code"; return 1; }
-    sleep 0.25
-  done
 }
 
 main() {

@@ -74,6 +74,7 @@ def prune(home: Path, short: str, docker_host: str | None = None) -> subprocess.
     the live release loaded; DOCKER_HOST set (for the Docker CLI only) just before."""
     script = "\n".join([
         "set -Eeuo pipefail",
+        f". {home}/scripts/lib.sh",
         f". {home}/scripts/lib-deploy.sh",
         'echo "home $LOOPCTL_HOME"',
         "load_stack_env",

@@ -27,10 +27,10 @@ def test_the_commit_is_fetched_from_a_checkout_root_does_not_own(tmp_path):
     subprocess.run(["chown", "-R", "nobody", str(checkout)], check=True)
     home = tmp_path / "home"
     (home / "scripts").mkdir(parents=True)
-    for name in ("lib.sh", "lib-deploy.sh", "lib-mcp.sh", "contract.env"):
+    for name in ("lib.sh", "lib-deploy.sh", "contract.env"):
         shutil.copy(REPO / "scripts" / name, home / "scripts" / name)
     done = subprocess.run(
-        ["bash", "-c", f'. {home}/scripts/lib-deploy.sh && APP_DIR={checkout} && export_commit {commit} && '
+        ["bash", "-c", f'. {home}/scripts/lib.sh && . {home}/scripts/lib-deploy.sh && APP_DIR={checkout} && export_commit {commit} && '
                        f'cat "$(export_dir)/docker-compose.yml"'],
         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "nohome")})
     assert done.returncode == 0, done.stdout + done.stderr

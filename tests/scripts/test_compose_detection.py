@@ -14,11 +14,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_lib(tmp_path, docker_script: str, then: str, version: str = "auto",
             standalone: str | None = None) -> subprocess.CompletedProcess:
-    """Source lib-deploy.sh in an installed layout whose stack.env points at `docker_script`
+    """Source lib.sh and lib-deploy.sh in an installed layout whose stack.env points at `docker_script`
     (and a docker-compose script beside it, if `standalone` is given)."""
     home = tmp_path / "home"
     (home / "scripts").mkdir(parents=True)
-    for name in ("lib.sh", "lib-deploy.sh", "lib-mcp.sh", "contract.env"):
+    for name in ("lib.sh", "lib-deploy.sh", "contract.env"):
         (home / "scripts" / name).write_text((REPO / "scripts" / name).read_text())
     docker = tmp_path / "bin" / "docker"
     docker.parent.mkdir()
@@ -32,7 +32,7 @@ def run_lib(tmp_path, docker_script: str, then: str, version: str = "auto",
     release = home / "releases" / "0123456789ab"
     release.mkdir(parents=True)
     (release / "stack.json").write_text("{}")
-    return subprocess.run(["bash", "-c", f". {home}/scripts/lib-deploy.sh && load_stack_env && need_compose && {then}"],
+    return subprocess.run(["bash", "-c", f". {home}/scripts/lib.sh && . {home}/scripts/lib-deploy.sh && load_stack_env && need_compose && {then}"],
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CALLS": str(tmp_path / "calls")})
 
 
@@ -97,7 +97,7 @@ def test_compose_is_picked_only_when_a_script_uses_it(tmp_path):
     done = run_lib(home, docker, "true")
     assert done.returncode == 0, done.stderr
     assert (home / "calls").read_text() == "compose version --short\n"
-    lazy = subprocess.run(["bash", "-c", f". {home}/home/scripts/lib-deploy.sh && load_stack_env && echo ${{#COMPOSE[@]}}"],
+    lazy = subprocess.run(["bash", "-c", f". {home}/home/scripts/lib.sh && . {home}/home/scripts/lib-deploy.sh && load_stack_env && echo ${{#COMPOSE[@]}}"],
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CALLS": str(home / "calls2")})
     assert (lazy.returncode, lazy.stdout) == (0, "0\n"), lazy.stderr
     assert not (home / "calls2").exists()
