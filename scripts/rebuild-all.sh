@@ -60,9 +60,7 @@ main() {
   journal op=rebuild-all "commit=$short" "target=$color" step=build
   export_commit "$commit"
   read -ra services <<<"$(container "$color") ${BUILD_SERVICES//,/ }"
-  local -a COMPOSE_PREFIX=(timeout --kill-after=10 "$BUILD_TIMEOUT")
-  compose_release "$short" build "${services[@]}"
-  COMPOSE_PREFIX=()
+  build "$short" "${services[@]}"
 
   # The state moves into the volume first if it has not yet (the keys being replaced are backed up
   # either way).
