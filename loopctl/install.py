@@ -17,7 +17,7 @@ import tarfile
 from . import commands, contract
 from .errors import AuthFailed, ConfigError, Refused, RemoteFailed
 from .facts import STATUS, Fact, read
-from .runner import Nas, Output
+from .runner import Output
 from .session import Session
 from .runlog import script_failure
 from .settings import PROJECT_DIR, Settings
@@ -103,10 +103,6 @@ DRIFT = Fact("drift",
              parse_drift, ok=(0, 1))
 
 
-def drift(nas: Nas) -> dict:
-    return read(nas, DRIFT)
-
-
 def describe_drift(d: dict) -> str:
     if len(d["missing"]) == d["files"]:
         return "not installed: run `inv setup`"
@@ -143,7 +139,7 @@ def setup(session: Session) -> None:
     if result.exited != 0:
         raise script_failure(commands.INSTALL_SCRIPT, result)
     session.say(result.stdout.rstrip())
-    d = drift(nas)
+    d = read(nas, DRIFT)
     if not is_in_sync(d):
         raise RemoteFailed(f"installed files do not match the bundle: {describe_drift(d)}")
     session.say(f"==> scripts {describe_drift(d)}")

@@ -25,7 +25,7 @@ import pytest
 
 from loopctl.settings import SETTINGS
 
-from .conftest import REPO
+from .conftest import REPO, Run
 from .servers import tls
 from .servers.hostile import recording_proxy
 
@@ -37,16 +37,10 @@ CONTROL = [chr(c) for c in (*range(0, 9), *range(11, 32), *range(0x7f, 0xa0))]
 
 
 @dataclass
-class Measured:
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
-    peak_mib: float
+class Measured(Run):
+    """A run, and the most memory it held."""
 
-    @property
-    def line(self) -> str:
-        return self.stdout.strip()
+    peak_mib: float
 
 
 def _limit_memory() -> None:
@@ -140,14 +134,6 @@ MCP_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, words", MCP_CASES, ids=[name for name, _ in MCP_CASES])
-def test_mcp_check_ends_by_its_deadline_in_bounded_memory(measured, hostile, baseline_mib, name, words):
-    run = measured("mcp-check", "--url", f"{hostile}/{name}")
-    assert run.code == 2, run
-    assert run.line.startswith("LOOP MCP CRITICAL - ") and words in run.line, run.line
-    _bounded(run, baseline_mib)
-
-
 HEALTH_CASES = [
     ("endless-events", "/endless-events/health: answer larger than 1 MiB"),
     ("endless-line", "/endless-line/health: answer larger than 1 MiB"),
@@ -159,13 +145,19 @@ HEALTH_CASES = [
     ("drip", "/drip/health: no answer within"),
     ("drip-body", "/drip-body/health: no answer within"),
 ]
+# How each check is run against a hostile URL, and how its CRITICAL line begins.
+CHECKS = {"mcp-check": (("mcp-check",), {}, "LOOP MCP CRITICAL - "),
+          "health": (("health", "--no-alert"), {"CHECK_RETRIES": "3"}, "LOOP CRITICAL - ")}
+CASES = [("mcp-check", name, words) for name, words in MCP_CASES] + [
+    ("health", name, words) for name, words in HEALTH_CASES]
 
 
-@pytest.mark.parametrize("name, words", HEALTH_CASES, ids=[name for name, _ in HEALTH_CASES])
-def test_health_ends_by_its_deadline_in_bounded_memory(measured, hostile, baseline_mib, name, words):
-    run = measured("health", "--no-alert", "--url", f"{hostile}/{name}", CHECK_RETRIES="3")
+@pytest.mark.parametrize("check, name, words", CASES, ids=[f"{check}-{name}" for check, name, _ in CASES])
+def test_a_check_ends_by_its_deadline_in_bounded_memory(measured, hostile, baseline_mib, check, name, words):
+    args, settings, critical = CHECKS[check]
+    run = measured(*args, "--url", f"{hostile}/{name}", **settings)
     assert run.code == 2, run
-    assert run.line.startswith(f"LOOP CRITICAL - {words}"), run.line
+    assert run.line.startswith(critical) and words in run.line, run.line
     _bounded(run, baseline_mib)
 
 
