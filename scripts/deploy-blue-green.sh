@@ -46,22 +46,16 @@ $EXIT_DISK_FULL disk full; $EXIT_LOCKED another change holds the lock; $EXIT_REF
 USAGE
 }
 
-main() {
-  parse_flags "$@"
-  parse_release_flags allow-tool-removal
-  local commit=$COMMIT_ARG from=$RELEASE_FROM
-  load_stack_env
-  local short=${commit:0:12} old_commit="" old_label="" takeover="" t0 t_built t_healthy services
-  LEGACY_CONTAINER=""
-  take_lock deploy "$short"
-  trap finish_change EXIT
-  recover_change
-  install_release "$from" "$short"
-  load_release "$short"
-  # shellcheck disable=SC2153  # COMMIT is the release's field
-  [[ $COMMIT == "$commit" ]] || die "the release definition names $COMMIT, not $commit" "$EXIT_USAGE"
-  proxy_host
+# The deploy's own choices, beside the change's state (lib-change.sh): takeover ("takeover"
+# when the app's own container holds the port: the first deploy takes it over), old_commit (what
+# live runs, for the first step line) and old_label (the same for the summary: none, app or a
+# commit). Set by choose_colors; read by main.
+takeover="" old_commit="" old_label=""
 
+# choose_colors: live (what serves now: a color, the app's own container, or nothing) and the
+# target the release is built as, from the upstream file and what runs; refused when that is
+# unclear or the stack's names or port are someone else's.
+choose_colors() {
   live=$(live_color)
   if [[ -z $live ]]; then
     # Nothing says which color is live, yet one runs: that one is what served last. A deploy
@@ -94,18 +88,11 @@ main() {
     app) old_commit=$LEGACY_CONTAINER old_label=app ;;
     *) old_commit=$(color_commit "$live") old_label=$old_commit ;;
   esac
-  step "deploy $short: live is ${live:-nothing} (${old_commit:-none}), building $target"
-  journal op=deploy "commit=$short" "live=$live" "target=$target" step=build
+}
 
-  t0=$(ms_now)
-  export_commit "$commit"
-  services=("$(container "$target")")
-  [[ -z $BUILD_SERVICES ]] || read -ra services <<<"$(container "$target") ${BUILD_SERVICES//,/ }"
-  note_images
-  build "$short" "${services[@]}"
-  t_built=$(ms_now)
-  step "built $API_REPO:$short in $(elapsed "$t0" "$t_built")"
-
+# start_target: the OAuth state where the release mounts it, then the target's container
+# created on the release and waited for until healthy.
+start_target() {
   ensure_shared_objects
   # The OAuth state into the release's volume: the first time, and whenever what served until
   # now mounts the app's folder (the app's own container, or a color an older loopctl made):
@@ -118,10 +105,42 @@ main() {
   retire_standby
   bring_up created
   journal_set step start
-  compose_release "$short" up -d --no-deps --no-build --force-recreate "$(container "$target")"
+  compose_release "$SHORT" up -d --no-deps --no-build --force-recreate "$(container "$target")"
   step "waiting for $(container "$target") to be healthy (up to ${HEALTH_TIMEOUT}s)"
   journal_set step health
   wait_healthy "$(container "$target")" "$HEALTH_TIMEOUT" || die "$(container "$target") did not become healthy"
+}
+
+main() {
+  parse_flags "$@"
+  parse_release_flags allow-tool-removal
+  local commit=$COMMIT_ARG from=$RELEASE_FROM
+  load_stack_env
+  local short=${commit:0:12} t0 t_built t_healthy services
+  LEGACY_CONTAINER=""
+  take_lock deploy "$short"
+  trap finish_change EXIT
+  recover_change
+  install_release "$from" "$short"
+  load_release "$short"
+  # shellcheck disable=SC2153  # COMMIT is the release's field
+  [[ $COMMIT == "$commit" ]] || die "the release definition names $COMMIT, not $commit" "$EXIT_USAGE"
+  proxy_host
+
+  choose_colors
+  step "deploy $short: live is ${live:-nothing} (${old_commit:-none}), building $target"
+  journal op=deploy "commit=$short" "live=$live" "target=$target" step=build
+
+  t0=$(ms_now)
+  export_commit "$commit"
+  services=("$(container "$target")")
+  [[ -z $BUILD_SERVICES ]] || read -ra services <<<"$(container "$target") ${BUILD_SERVICES//,/ }"
+  note_images
+  build "$short" "${services[@]}"
+  t_built=$(ms_now)
+  step "built $API_REPO:$short in $(elapsed "$t0" "$t_built")"
+
+  start_target
   t_healthy=$(ms_now)
   journal_set step gate
   mcp_gate

@@ -98,9 +98,17 @@ rollback_to_app() {
     "$(elapsed "$T_START" "$T_SWITCHED")" "$(elapsed "$T_SWITCHED" "$T_VERIFIED")"
 }
 
-main() {
+# The rollback's own choices, beside the change's state (lib-change.sh): to (--to: a commit
+# prefix, "" for the previous release), current (the commit live runs), kept (the commit the
+# other color's container holds, "" for none), tag (the commit brought back, "app" for the app's
+# own container). Set by rollback_flags, find_current and choose_release; read by main and
+# rollback_to_app.
+to="" current="" kept="" tag=""
+
+# rollback_flags ARGS...: the flags every change takes (parse_flags) and --to.
+rollback_flags() {
+  local flag
   parse_flags "$@"
-  local to="" flag tag kept t_healthy
   for flag in ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}; do
     case $flag in
       to=*) to=${flag#to=} ;;
@@ -108,19 +116,11 @@ main() {
     esac
   done
   [[ -z $to || $to =~ ^[0-9a-f]{4,40}$ ]] || die "--to expects a commit id (hex), got '$to'" "$EXIT_USAGE"
-  load_stack_env
-  refuse_unsafe_home
-  take_lock rollback "${to:-previous}"
-  trap finish_change EXIT
-  recover_change
-  if [[ -z $to && $RECOVERED == deploy\ * ]]; then
-    # The change to roll back was that deploy, and undoing it was the rollback.
-    step "the interrupted deploy was undone: ${RECOVERED#* undone; }; nothing more to roll back"
-    committed=1
-    return
-  fi
-  T_START=$(ms_now)
+}
 
+# find_current: the live color and the commit it runs, whose release is loaded: what the
+# rollback goes back from.
+find_current() {
   live=$(live_color)
   [[ -n $live ]] || die "nothing is deployed: no previous release to roll back to" "$EXIT_NOTHING_TO_ROLL_BACK"
   [[ $live != app ]] || die "the app's own container serves: there is no loopctl release to roll back from" "$EXIT_NOTHING_TO_ROLL_BACK"
@@ -133,6 +133,11 @@ main() {
   [[ -n $current ]] || die "the live color $live has no container and no record: deploy again with 'inv rebuild'" "$EXIT_NOTHING_TO_ROLL_BACK"
   load_release "$current"
   proxy_host
+}
+
+# choose_release: the target (the other color) and the release to bring back there: --to's, the
+# one the target's container still holds, or the newest one before current that is kept.
+choose_release() {
   target=$(other_color "$live")
   kept=$(seen "$(container "$target")" image)
   kept=${kept##*:}
@@ -145,11 +150,11 @@ main() {
     tag=$(previous_release "$current")
     [[ -n $tag ]] || die "no previous release to roll back to" "$EXIT_NOTHING_TO_ROLL_BACK"
   fi
-  if [[ $tag == app ]]; then
-    rollback_to_app
-    return
-  fi
+}
 
+# bring_back: tag's container on the target, started if it is kept there or recreated from its
+# release, healthy, and through the MCP gate when it was not serving.
+bring_back() {
   load_release "$tag"
   if [[ $kept == "$tag" ]]; then refuse_stale_layout "$tag" "$(container "$target")"; else refuse_stale_layout "$tag"; fi
   step "rollback: live is $live ($current), bringing back $tag on $target"
@@ -179,6 +184,30 @@ main() {
     ALLOW_TOOL_REMOVAL=1
     mcp_gate
   fi
+}
+
+main() {
+  local t_healthy
+  rollback_flags "$@"
+  load_stack_env
+  refuse_unsafe_home
+  take_lock rollback "${to:-previous}"
+  trap finish_change EXIT
+  recover_change
+  if [[ -z $to && $RECOVERED == deploy\ * ]]; then
+    # The change to roll back was that deploy, and undoing it was the rollback.
+    step "the interrupted deploy was undone: ${RECOVERED#* undone; }; nothing more to roll back"
+    committed=1
+    return
+  fi
+  T_START=$(ms_now)
+  find_current
+  choose_release
+  if [[ $tag == app ]]; then
+    rollback_to_app
+    return
+  fi
+  bring_back
   t_healthy=$(ms_now)
 
   switch_and_verify
