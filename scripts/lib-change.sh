@@ -385,33 +385,6 @@ recover_bookkeeping() {
   step "the last $1 had switched and been verified: recorded it as done"
 }
 
-# check_names_and_port: before anything changes, refuse containers that hold this stack's
-# names or its port without being part of it. Prints "takeover" when the app's own api
-# container holds the port (the first deploy on a NAS the app's compose runs).
-check_names_and_port() {
-  local name service labels holders
-  for name in "$(container blue)" "$(container green)" "$PROXY_CONTAINER"; do
-    exists "$name" || continue
-    service=$name
-    [[ $name != "$PROXY_CONTAINER" ]] || service=$PROXY_SERVICE
-    labels=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}/{{index .Config.Labels "com.docker.compose.service"}}' "$name")
-    [[ $labels == "$PROJECT/$service" ]] ||
-      die "container $name exists but is not this stack's (compose labels '$labels'): rename or remove it, then deploy again" "$EXIT_REFUSED"
-  done
-  holders=$(docker ps --filter "publish=$PROXY_PORT" --format '{{.Names}}' | tr '\n' ' ')
-  holders=${holders% }
-  case $holders in
-    "")
-      if (exec 3<>"/dev/tcp/$PROXY_HOST/$PROXY_PORT") 2>/dev/null; then
-        die "port $PROXY_PORT is in use by a process outside Docker: stop it, or set STACK_PROXY_PORT" "$EXIT_REFUSED"
-      fi
-      ;;
-    "$PROXY_CONTAINER") ;;
-    "$(app_container any)") echo takeover ;;
-    *) die "port $PROXY_PORT is held by container $holders, not by $API_SERVICE: stop it, or set STACK_PROXY_PORT" "$EXIT_REFUSED" ;;
-  esac
-}
-
 # switch_and_verify: the common end of deploy and rollback, from a healthy target on.
 switch_and_verify() {
   step "switching nginx to $target"
