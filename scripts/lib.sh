@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The base every NAS script sources: where things live, how to speak, the deploy lock, the
 # journal of the change in progress, and the checks that make it safe to run as root.
-# Sourced, never run. The deploy and rollback transaction lives in lib-deploy.sh.
+# Sourced, never run, first: the other libraries (lib-deploy.sh, lib-proxy.sh, lib-mcp.sh,
+# lib-oauth.sh, lib-change.sh) use it, and each script sources the ones it needs itself.
 #
 # Layout (installed by `inv setup`; names in contract.env, which Python reads too):
 #   NAS_LOOPCTL_DIR/{scripts/,deploy/nginx/,stack.env,MANIFEST}

@@ -34,6 +34,15 @@ usage: rebuild-all.sh --commit SHA --release DIR [FLAGS]
 USAGE
 }
 
+# EXIT trap: rebuild-all has no undo (the backup of the keys is the way back, and its errors
+# name it). Containers it paused run again, its journal goes (unless this run was repairing a
+# change cut short: that journal stays for the next), and the lock is released.
+finish_rebuild_all() {
+  resume_writers
+  ((RECOVERING)) || journal_clear
+  release_lock
+}
+
 main() {
   parse_flags "$@"
   # shellcheck disable=SC2119  # its arguments name optional flags a script takes: none here
@@ -43,7 +52,7 @@ main() {
   load_stack_env
   local short=${commit:0:12}
   take_lock rebuild-all "$short"
-  trap 'resume_writers; ((RECOVERING)) || journal_clear; release_lock' EXIT
+  trap finish_rebuild_all EXIT
   recover_change
   install_release "$from" "$short"
   load_release "$short"
