@@ -85,14 +85,16 @@ def audit(c, lines="20", local=False):
 
 # --- Changing: each leaves an audit record; `inv --dry` shows the commands instead ---
 
-@task(help={"timeout": "seconds to wait for Docker to report it healthy (0, the default: DEPLOY_HEALTH_TIMEOUT)"})
+@task(help={"timeout": "seconds to wait for Docker to report it healthy (0, the default: DEPLOY_HEALTH_TIMEOUT; "
+                       "at most DEPLOY_HEALTH_TIMEOUT's maximum)"})
 def restart(c, timeout="0"):
     """Restart the live api container under the deploy lock and wait until it is healthy (it is down meanwhile)."""
     from loopctl import cli, deploy
     from loopctl.settings import count
 
     with cli.session(c, "restart", {"timeout": timeout}, changes=True) as session:
-        deploy.restart(session, count(timeout, "--timeout") or session.settings.deploy_health_timeout)
+        deploy.restart(session, count(timeout, "--timeout", like="DEPLOY_HEALTH_TIMEOUT")
+                       or session.settings.deploy_health_timeout)
 
 
 @task
@@ -176,7 +178,7 @@ def setup(c):
 
 # --- Checks: HTTP only, plugin exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN ---
 
-CHECK_VERBS = {"health", "mcp-check", "mcp_check"}
+CHECK_VERBS = {"health", "mcp-check"}
 
 CHECK_FLAGS = {
     "url": "base URL to check instead of PUBLIC_URL, e.g. https://mcp.example.com",
@@ -217,9 +219,12 @@ def mcp_check(c, url=None, timeout=None, json=False, quiet=False):
     raise Exit(code=cli.mcp(url=url, timeout=timeout, as_json=json, quiet=quiet))
 
 
-# A check's flag error (`inv health --bogus`) is its UNKNOWN line and exit 3: Invoke's own would
-# exit 1 before the task runs, which a monitor reads as WARNING. Other verbs pay nothing for this.
-if CHECK_VERBS & set(sys.argv[1:]):
-    from loopctl.checks.cli import refuse_bad_flags
+# A flag error (`inv status --bogus`, `inv logs --tail`) is bad input, exit 2 in one line, and in
+# a check verb its UNKNOWN line and exit 3: Invoke's own would exit 1 before the task runs, which
+# a script reads as an error of the verb and a monitor as WARNING (loopctl/flags.py). The change
+# verbs that print one JSON object are the ones with SHOWN_FLAGS.
+from loopctl.flags import refuse_bad_flags  # noqa: E402 (needs only Invoke, loaded already)
 
-    refuse_bad_flags(sys.argv, [value for value in list(globals().values()) if isinstance(value, Task)])
+_TASKS = [value for value in list(globals().values()) if isinstance(value, Task)]
+refuse_bad_flags(sys.argv, _TASKS, checks=CHECK_VERBS,
+                 reported=[t.name for t in _TASKS if SHOWN_FLAGS.items() <= t.help.items()])

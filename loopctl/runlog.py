@@ -238,9 +238,13 @@ def summary_line(verb: str, summary: dict[str, str], total: float, sync_seconds:
 
 
 def status_of(code: int) -> str:
-    from .errors import Refused, StillRunning
+    """The JSON's `status`, one word a script can branch on: `bad input` (a setting or a flag:
+    nothing was tried, fix the call), `refused` (a safety check: the call was right, the state
+    was not), `not finished`, `interrupted`, and `failed` for the rest."""
+    from .errors import ConfigError, Refused, StillRunning
 
-    return {0: "ok", Refused.code: "refused", StillRunning.code: "not finished", 130: "interrupted"}.get(code, "failed")
+    return {0: "ok", ConfigError.code: "bad input", Refused.code: "refused", StillRunning.code: "not finished",
+            130: "interrupted"}.get(code, "failed")
 
 
 @dataclass

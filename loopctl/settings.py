@@ -101,14 +101,18 @@ def positive_int(raw: str) -> int:
     return value
 
 
-def count(raw: str, flag: str | None = None) -> int:
+def count(raw: str, flag: str | None = None, like: str | None = None) -> int:
     """A whole number, 0 or more: a setting, or a verb's flag (`count(raw, "--tail")`). Flags
-    arrive as text, and Invoke's own int parsing would end in a traceback."""
+    arrive as text, and Invoke's own int parsing would end in a traceback. A flag that stands
+    in for a setting (`like="DEPLOY_HEALTH_TIMEOUT"`) has that setting's maximum."""
     value = _whole(str(raw))
     if value is None:
         if flag:
             raise ConfigError(f"{flag} takes a whole number (0 or more), not {raw!r}")
         raise ValueError("expected a whole number (0 or more)")
+    maximum = BY_NAME[like].maximum if like else None
+    if flag and maximum is not None and value > maximum:
+        raise ConfigError(f"{flag} takes at most {maximum:g} (as {like} does), not {raw!r}")
     return value
 
 

@@ -7,14 +7,14 @@ NAS_PORT is no reason for the HTTP-only health check to be UNKNOWN.
 
 Every way out is a plugin code: bad settings or usage UNKNOWN, Ctrl-C UNKNOWN, a bug in
 the check UNKNOWN. Invoke's own flag errors (`--bogus`) happen before a task runs and
-would exit 1, which reads as WARNING; `refuse_bad_flags` (run by tasks.py while it is
-loaded, before Invoke parses the task's flags) reports them the same way.
+would exit 1, which reads as WARNING; `loopctl.flags.refuse_bad_flags` (run by tasks.py while
+it is loaded, before Invoke parses the task's flags, for every verb) hands them to
+`refuse_flag`, which reports them the same way.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import ssl
 from pathlib import Path
 from typing import Callable
@@ -96,22 +96,6 @@ def mcp(*, url: str | None, timeout: str | None, as_json: bool, quiet: bool) -> 
 CHECK_SERVICES = {"health": health_check.SERVICE, "mcp-check": mcp_check.SERVICE}
 
 
-def refuse_bad_flags(argv: list[str], tasks: list) -> None:
-    """Parse argv as Invoke will, with the same core flags and tasks; a flag error in a check
-    verb's own flags is its UNKNOWN line and exit 3 (Invoke would print its message and exit 1).
-    Errors elsewhere are left to Invoke, which reports them as it always does."""
-    from invoke import Collection, Program
-    from invoke.exceptions import ParseError
-    from invoke.parser import Parser
-
-    parser = Parser(initial=Program().initial_context, contexts=Collection(*tasks).to_contexts())
-    try:
-        parser.parse_argv(argv[1:])
-    except ParseError as exc:
-        name = getattr(exc.context, "name", None)
-        if name in CHECK_SERVICES:
-            # Invoke names a flag missing its value by its Argument's repr
-            reason = re.sub(r"^Flag <Argument: (\w+).*> needed value and was not given one!$",
-                            lambda m: f"--{m.group(1).replace('_', '-')} needs a value", str(exc))
-            report = unknown(CHECK_SERVICES[name], f"{reason} (see: inv --help {name})")
-            raise SystemExit(emit(report, as_json="--json" in argv, quiet=False, secrets=[])) from None
+def refuse_flag(verb: str, reason: str, *, as_json: bool) -> int:
+    """A flag Invoke refused (`loopctl.flags.refuse_bad_flags`): the check's UNKNOWN line; its exit code."""
+    return emit(unknown(CHECK_SERVICES[verb], reason), as_json=as_json, quiet=False, secrets=[])

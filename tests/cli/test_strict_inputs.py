@@ -214,3 +214,30 @@ def test_setup_says_installing_only_once_it_has_connected(inv):
     result = inv("setup")
     one_line(result, 3, "cannot reach ops@127.0.0.1:1: connection refused")
     assert result.stdout == ""
+
+
+# --- Invoke's own flag errors are bad input too: exit 2, one line, nothing connects ---
+
+@pytest.mark.parametrize("args, text", [
+    (("status", "--bogus"), "inv status: error: No idea what '--bogus' is! (see: inv --help status)"),
+    (("--echo", "rebuild", "--nope"), "inv rebuild: error: No idea what '--nope' is! (see: inv --help rebuild)"),
+    (("logs", "--tail"), "inv logs: error: --tail needs a value (see: inv --help logs)"),
+    (("restart", "--timeout", "3601"), "inv restart: error: --timeout takes at most 3600 (as DEPLOY_HEALTH_TIMEOUT "
+                                       "does), not '3601'"),
+])
+def test_a_flag_invoke_refuses_or_beyond_its_maximum_is_exit_2(inv, args, text):
+    with listening() as nas:
+        result = inv(*args, port=nas.port)
+        one_line(result, 2, text)
+        assert result.stdout == "" and nas.connections == 0
+
+
+@pytest.mark.parametrize("args", [("rebuild", "--json", "--nope"), ("--dry", "rollback", "--json")])
+def test_bad_input_with_json_is_the_one_object_saying_so(inv, args):
+    with listening() as nas:
+        result = inv(*args, port=nas.port)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        report = json.loads(result.stdout)
+        assert (report["status"], report["exit"]) == ("bad input", 2)
+        assert report["error"] == result.stderr.strip()
+        assert nas.connections == 0

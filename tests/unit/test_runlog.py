@@ -192,7 +192,13 @@ def test_json_is_one_object_on_stdout_whatever_the_outcome():
     with pytest.raises(Exit):
         with runlog.reported("rebuild-all", as_json=True, out=out):
             raise Exit("inv rebuild-all: error: NAS_HOST is not set", 2)
-    assert json.loads(out.getvalue())["status"] == "failed" and json.loads(out.getvalue())["steps"] == []
+    assert json.loads(out.getvalue())["status"] == "bad input" and json.loads(out.getvalue())["steps"] == []
+
+
+@pytest.mark.parametrize("code, status", [(0, "ok"), (2, "bad input"), (3, "failed"), (6, "failed"), (7, "refused"),
+                                          (8, "not finished"), (130, "interrupted")])
+def test_the_json_status_says_which_kind_of_outcome_the_exit_code_is(code, status):
+    assert runlog.status_of(code) == status
 
 
 def test_a_failed_script_is_its_tables_error_in_its_own_words():
