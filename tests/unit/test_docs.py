@@ -128,3 +128,53 @@ def test_a_dead_link_is_found(tmp_path, monkeypatch):
     page.write_text("[ok](a.md#some-code-here) [gone](c.md) [bad](a.md#nowhere) [web](https://x.example/)\n"
                     "```\n[in code](nowhere.md)\n```\n")
     assert dead_links(page) == ["b.md: c.md: no such file", "b.md: a.md#nowhere: no heading #nowhere in a.md"]
+
+
+# --- numbers and lists the pages state, held to the code they come from ---
+
+MAXIMUM = re.compile(r"((?:`[A-Z][A-Z0-9_]+`(?:,?\s+and\s+|,\s+))*`[A-Z][A-Z0-9_]+`)\s+\(at\s+most\s+([0-9]+)"
+                     r"(?:\s+each)?\)")
+
+
+def stated_maximums(text: str) -> list[tuple[str, int]]:
+    """Every `SETTING` (at most N) (or `A` and `B` (at most N each)) a page states."""
+    return [(name, int(number)) for names, number in MAXIMUM.findall(text)
+            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", names)]
+
+
+def wrong_maximums(text: str) -> list[str]:
+    from loopctl.settings import BY_NAME
+
+    return [f"{name} (at most {number}): the settings table says "
+            f"{BY_NAME[name].maximum if name in BY_NAME else 'no such setting'}"
+            for name, number in stated_maximums(text) if name not in BY_NAME or BY_NAME[name].maximum != number]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_maximum_a_page_states_is_the_settings_tables(page):
+    assert wrong_maximums(page.read_text()) == []
+
+
+def test_the_maximums_are_found_and_a_wrong_one_is_named():
+    install = (REPO / "docs" / "install.md").read_text()
+    assert ("NAS_CONNECT_TIMEOUT", 300) in stated_maximums(install)
+    assert {("CERT_WARN_DAYS", 3650), ("CERT_CRIT_DAYS", 3650)} <= set(
+        stated_maximums((REPO / "docs" / "checks.md").read_text()))
+    assert wrong_maximums("`KEEP_RELEASES` and `NAS_PROT` (at most 100 each)") == [
+        "NAS_PROT (at most 100): the settings table says no such setting"]
+    assert wrong_maximums("`CHECK_RETRIES`\n(at most 11)") == ["CHECK_RETRIES (at most 11): the settings table says 10"]
+
+
+def listed_settings(page: str, lead: str) -> set[str]:
+    """The settings named in the bullet of `page` that starts with `lead`."""
+    text = (REPO / "docs" / page).read_text()
+    bullet = re.search(rf"^- {re.escape(lead)}(.*?)(?=^\S|^- |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert bullet, f"docs/{page} has no bullet starting {lead!r}"
+    return set(re.findall(r"`([A-Z][A-Z0-9_]+)`", bullet.group(1)))
+
+
+def test_the_settings_each_check_reads_are_the_ones_it_loads():
+    from loopctl.checks import cli
+
+    assert listed_settings("checks.md", "`inv health` reads") == set(cli.HEALTH_SETTINGS)
+    assert listed_settings("checks.md", "`inv mcp-check` reads") == set(cli.MCP_SETTINGS)
