@@ -11,8 +11,15 @@ Invoke, so `inv --list` and the checks load nothing else for it.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any, Iterable
+
+
+def _with_own_help(task: Any) -> Any:
+    clone = copy.copy(task)
+    clone.help = dict(task.help)
+    return clone
 
 
 def flag_error(argv: list[str], tasks: Iterable[Any]) -> tuple[str, str] | None:
@@ -24,7 +31,9 @@ def flag_error(argv: list[str], tasks: Iterable[Any]) -> tuple[str, str] | None:
     from invoke.exceptions import ParseError
     from invoke.parser import Parser
 
-    contexts = Collection(*tasks).to_contexts()
+    # Invoke pops each flag's help from its task as it builds the task's parser context: build
+    # them from copies, or `inv --help VERB` would show the flags without their help.
+    contexts = Collection(*(_with_own_help(task) for task in tasks)).to_contexts()
     if not {context.name for context in contexts} & set(argv[1:]):
         return None
     try:

@@ -241,3 +241,10 @@ def test_bad_input_with_json_is_the_one_object_saying_so(inv, args):
         assert (report["status"], report["exit"]) == ("bad input", 2)
         assert report["error"] == result.stderr.strip()
         assert nas.connections == 0
+
+
+@pytest.mark.parametrize("verb, text", [("logs", "lines to show from the end of the log"),
+                                        ("health", "base URL to check instead of PUBLIC_URL")])
+def test_help_still_explains_every_flag(inv, verb, text):
+    result = inv("--help", verb)
+    assert result.returncode == 0 and text in " ".join(result.stdout.split()), result.stdout
