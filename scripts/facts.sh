@@ -138,11 +138,10 @@ status_fact() {
         printf "container\t%s\t%s\t%s\t%s\t%s\t%s\n", f[1], f[5], (f[4] == "none" ? "" : f[4]), f[2], f[6], service
       } }' <<<"$LOOK"
   # The open connections of each running color, into its own container port.
-  for name in "$(container blue)" "$(container green)"; do
-    [[ $(seen "$name" running) == true ]] || continue
-    pid=$(seen "$name" pid) image=$(seen "$name" image)
+  while read -r name pid image; do
     printf 'connections\t%s\t%s\n' "$name" "$(open_connections "$pid" "$(release_port "${image##*:}")")"
-  done
+  done < <(awk -F'\t' -v blue="/$(container blue)" -v green="/$(container green)" \
+    '($1 == blue || $1 == green) && $3 == "true" { print substr($1, 2), $7, $2 }' <<<"$LOOK")
   tool_lines
 }
 

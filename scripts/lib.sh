@@ -301,10 +301,9 @@ look_at_containers() {
   [[ -z $ids ]] || LOOK=$(docker inspect --format '{{.Name}}{{"\t"}}{{.Config.Image}}{{"\t"}}{{.State.Running}}{{"\t"}}{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{"\t"}}{{.State.Status}}{{"\t"}}{{.State.StartedAt}}{{"\t"}}{{.State.Pid}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.project")}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.service")}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.project.working_dir")}}{{range .Mounts}}{{"\t"}}{{json .Source}}{{"\x1f"}}{{.RW}}{{end}}' $ids)
 }
 
-# seen NAME image|running|health|pid: that of container NAME in LOOK ("" when it has none).
+# seen NAME image|running|health: that of container NAME in LOOK ("" when it has none).
 seen() {
-  awk -F'\t' -v name="/$1" -v field="$2" '
-    $1 == name { print $(field == "image" ? 2 : field == "running" ? 3 : field == "health" ? 4 : 7); exit }' <<<"$LOOK"
+  awk -F'\t' -v name="/$1" -v field="$2" '$1 == name { print $(field == "image" ? 2 : field == "running" ? 3 : 4); exit }' <<<"$LOOK"
 }
 
 # Containers that mount the home, a directory above it or one inside it read-write can
