@@ -175,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--deploys", type=int, default=3)
+    parser.add_argument("--rollbacks", type=int, default=5, help="rollbacks with the load, and as many without")
     parser.add_argument("--takeovers", type=int, default=3, help="takeovers of a running app compose (0: skip)")
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
@@ -206,8 +207,14 @@ def main() -> None:
         rows += [(f"`inv status`, {label} (median)", f"{ours:.2f} s", f"{ours / theirs:.1f}x the old way"),
                  (f"  old way: `ssh nas sudo docker ps`, {label}", f"{theirs:.2f} s", "")]
 
+    quiet = []
+    for _ in range(args.rollbacks):
+        started = time.perf_counter()
+        if inv("rollback").returncode != 0:
+            raise SystemExit("a rollback without load failed")
+        quiet.append(time.perf_counter() - started)
     rollbacks: list[Change] = []
-    for _ in range(args.deploys):
+    for _ in range(args.rollbacks):
         color, _ = serving()
         previous = image_commit("green" if color == "blue" else "blue")
         rollbacks.append(change_under_load("rollback", expect=previous))
@@ -217,10 +224,12 @@ def main() -> None:
          "goal under 2 s, verification included"),
         ("  previous release serving, from the command's start (median)",
          f"{median(serves):.2f} s" if serves else "never", "goal under 1 s"),
+        ("  the same without the load (median)", f"{median(quiet):.2f} s",
+         "no requests, sessions or load generator beside it"),
         *rollback_parts(args.runs),
         ("  on the NAS: up to the switch (median)",
          f"{median([seconds_in(c.summary, 'healthy') for c in rollbacks]):.1f} s",
-         "lock, home check, the standby's state"),
+         "lock, home check, one look at the containers"),
         ("  on the NAS: the switch (median)", f"{median([seconds_in(c.summary, 'switch') for c in rollbacks]):.1f} s",
          "new upstream file, nginx -t and reload in one exec"),
         ("  on the NAS: verification (median)", f"{median([seconds_in(c.summary, 'verify') for c in rollbacks]):.1f} s",
