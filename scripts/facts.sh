@@ -134,8 +134,8 @@ status_fact() {
       for (i = 1; i <= NR; i++) {
         split(line[i], f, "\t")
         if (!(name[i] in ours) && (stack == "" || f[8] != stack)) continue
-        service = f[9]; gsub(/^"|"$/, "", service)
-        printf "container\t%s\t%s\t%s\t%s\t%s\t%s\n", f[1], f[5], (f[4] == "none" ? "" : f[4]), f[2], f[6], service
+        gsub(/^"|"$/, "", f[9])
+        printf "container\t%s\t%s\t%s\t%s\t%s\t%s\n", f[1], f[5], (f[4] == "none" ? "" : f[4]), f[2], f[6], f[9]
       } }' <<<"$LOOK"
   # The open connections of each running color, into its own container port.
   while read -r name pid image; do
