@@ -6,6 +6,7 @@ checks), so they can run in any order; the first one starts from an empty NAS on
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import signal
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from rig.load import Load
-from rig.sandbox import (APP_DIR, LOOPCTL_HOME, WORKSTATION, commit_all, commit_change, get, inv, inv_process,
+from rig.sandbox import (PROXY, APP_DIR, LOOPCTL_HOME, WORKSTATION, commit_all, commit_change, get, inv, inv_process,
                          reset_nas, serving, sh)
 from .support import (SseClient, file_digests, first_time, lock_is_free, oauth_digests, read_until, running_api_colors,
                       stream_lines)
@@ -110,6 +111,31 @@ def test_rollback_under_load_takes_seconds_and_has_zero_failed_requests(deployed
     assert took < 15, took  # a switch to the warm standby: about 3 s here; the old script took ~30 s
     history = inv("releases").stdout
     assert re.search(rf"rollback\s+{previous}\s+{other(color)}", history)
+
+
+def test_a_client_that_keeps_its_connection_alive_loses_no_request_to_a_reload(deployed):
+    """Every switch reloads nginx, and a reload closes the connections kept alive between
+    requests: a POST a client sends on one as it closes is lost (clients do not send a POST
+    again). The proxy keeps none: its answers say `Connection: close`, so each request of a
+    client (an MCP session's POSTs, DSM's proxy in front) opens a connection to a current worker."""
+    reload = "docker exec loop-proxy nginx -q -c /etc/loop-nginx/nginx.conf -s reload"
+    sh(reload)  # the configuration `inv setup` installed (the next switch would load it)
+    time.sleep(0.3)
+    connection = http.client.HTTPConnection(*PROXY, timeout=5)
+    failures, answered = [], 0
+    for _ in range(15):
+        for _ in range(3):
+            try:
+                connection.request("POST", "/mcp/messages/?session_id=0", body=b"{}",
+                                   headers={"Content-Type": "application/json"})
+                connection.getresponse().read()
+                answered += 1
+            except (http.client.HTTPException, OSError) as error:
+                failures.append(repr(error))
+                connection.close()
+        sh(reload)
+        time.sleep(0.3)  # the old workers close what they kept alive
+    assert failures == [] and answered == 45, failures[:3]
 
 
 def test_rollback_to_an_older_kept_release_and_bad_targets(deployed):
