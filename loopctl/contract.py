@@ -69,7 +69,7 @@ def api_container(api_service: str, color: str) -> str:
 FAILED = (RemoteFailed, "{script} failed (exit {exited}): {reason}")
 SCRIPT_EXITS: dict[str, tuple[type[LoopError], str]] = {
     "EXIT_FAILED": FAILED,
-    "EXIT_USAGE": (ConfigError, "{script}: {reason}"),
+    "EXIT_USAGE": (ConfigError, "{reason}"),
     "EXIT_NOTHING_TO_ROLL_BACK": (Refused, "{reason}"),
     "EXIT_REFUSED": (Refused, "{reason}"),
     "EXIT_LOCKED": (Locked, "{reason}"),

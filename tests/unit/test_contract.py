@@ -23,7 +23,7 @@ def test_the_exit_table_covers_every_exit_code_of_the_scripts_and_nothing_else()
 
 @pytest.mark.parametrize("name, error, code, message", [
     ("EXIT_FAILED", RemoteFailed, 6, "rollback.sh failed (exit 1): nginx -t failed"),
-    ("EXIT_USAGE", ConfigError, 2, "rollback.sh: nginx -t failed"),
+    ("EXIT_USAGE", ConfigError, 2, "nginx -t failed"),
     ("EXIT_NOTHING_TO_ROLL_BACK", Refused, 7, "nginx -t failed"),
     ("EXIT_REFUSED", Refused, 7, "nginx -t failed"),
     ("EXIT_LOCKED", Locked, 7, "a deploy is already running: nginx -t failed"),
