@@ -4,7 +4,6 @@
 # it appends is checked: one JSON object of the fields loopctl writes, printable text only.
 set -Eeuo pipefail
 
-# shellcheck source=lib.sh
 . "${BASH_SOURCE%/*}/lib.sh"
 
 usage() {

@@ -4,7 +4,6 @@
 # the script finishes (or backs out) and releases its lock on its own.
 set -Eeuo pipefail
 
-# shellcheck source=lib.sh
 . "${BASH_SOURCE%/*}/lib.sh"
 
 usage() {

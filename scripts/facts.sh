@@ -3,11 +3,8 @@
 # the checks before a change. Nothing here changes anything.
 set -Eeuo pipefail
 
-# shellcheck source=lib.sh
 . "${BASH_SOURCE%/*}/lib.sh"
-# shellcheck source=lib-deploy.sh
 . "${BASH_SOURCE%/*}/lib-deploy.sh"
-# shellcheck source=lib-proxy.sh
 . "${BASH_SOURCE%/*}/lib-proxy.sh"
 
 usage() {

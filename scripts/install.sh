@@ -22,7 +22,6 @@ USAGE
 # The shared base (logging, exit codes, the lock, the safety checks), pointed at the home being
 # installed rather than the upload folder this runs from (see lib.sh).
 LOOPCTL_INSTALL_HOME=${1%/}
-# shellcheck source=lib.sh
 . "${BASH_SOURCE%/*}/lib.sh"
 
 [[ ${1:-} != --help ]] || { usage; exit 0; }

@@ -17,9 +17,7 @@
 # the workstation over SSH, never to a log.
 set -Eeuo pipefail
 
-# shellcheck source=lib.sh
 . "${BASH_SOURCE%/*}/lib.sh"
-# shellcheck source=lib-deploy.sh
 . "${BASH_SOURCE%/*}/lib-deploy.sh"
 
 usage() {

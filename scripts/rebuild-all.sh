@@ -5,17 +5,11 @@
 # copy checked, into a timestamped backup folder only root can read (lib-oauth.sh).
 set -Eeuo pipefail
 
-# shellcheck source=lib.sh
 . "${BASH_SOURCE%/*}/lib.sh"
-# shellcheck source=lib-deploy.sh
 . "${BASH_SOURCE%/*}/lib-deploy.sh"
-# shellcheck source=lib-proxy.sh
 . "${BASH_SOURCE%/*}/lib-proxy.sh"
-# shellcheck source=lib-mcp.sh
 . "${BASH_SOURCE%/*}/lib-mcp.sh"
-# shellcheck source=lib-oauth.sh
 . "${BASH_SOURCE%/*}/lib-oauth.sh"
-# shellcheck source=lib-change.sh
 . "${BASH_SOURCE%/*}/lib-change.sh"
 
 VERIFY_SECONDS=$DEPLOY_VERIFY_SECONDS

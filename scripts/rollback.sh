@@ -7,17 +7,11 @@
 # back, exactly as it ran before. Nothing is built.
 set -Eeuo pipefail
 
-# shellcheck source=lib.sh
 . "${BASH_SOURCE%/*}/lib.sh"
-# shellcheck source=lib-deploy.sh
 . "${BASH_SOURCE%/*}/lib-deploy.sh"
-# shellcheck source=lib-proxy.sh
 . "${BASH_SOURCE%/*}/lib-proxy.sh"
-# shellcheck source=lib-mcp.sh
 . "${BASH_SOURCE%/*}/lib-mcp.sh"
-# shellcheck source=lib-oauth.sh
 . "${BASH_SOURCE%/*}/lib-oauth.sh"
-# shellcheck source=lib-change.sh
 . "${BASH_SOURCE%/*}/lib-change.sh"
 
 VERIFY_SECONDS=$ROLLBACK_VERIFY_SECONDS
