@@ -126,7 +126,7 @@ def rollback_parts(runs: int) -> list[tuple[str, str, str]]:
     python = [timed([sys.executable, "-c", "import tasks, fabric, paramiko"]) for _ in range(runs)]
     os.environ["LOOP_ENV_FILE"] = str(NAS_ENV)
     from loopctl import settings as settings_module
-    from loopctl.runner import Nas
+    from loopctl.ssh import Nas
     settings = settings_module.load()
     connect, plain, sudo = [], [], []
     for _ in range(runs):

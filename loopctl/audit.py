@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import commands, contract
-from .runner import Nas
+from .ssh import Nas
 from .text import one_line
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """Every command loopctl runs, as data: functions that return argv lists.
 
-Nothing here runs, prints or connects; `runner.py` does that. Keeping the two apart
-means the exact command lines are asserted in unit tests, and what `inv --dry` shows
-is by construction what runs. Paths on the NAS come from `scripts/contract.env`, which
+Nothing here runs, prints or connects; the runners (`runner.py`, `ssh.py`) do that.
+Keeping the two apart means the exact command lines are asserted in unit tests, and
+what `inv --dry` shows is by construction what runs. Paths on the NAS come from `scripts/contract.env`, which
 the scripts there read too.
 """
 

@@ -15,8 +15,9 @@ from typing import Any, Callable, Generic, TypeVar
 
 from . import commands, contract
 from .errors import AuthFailed, CheckoutUnreadable, RemoteFailed
-from .runner import Nas, Output
+from .runner import Output
 from .settings import Settings
+from .ssh import Nas
 
 T = TypeVar("T")
 

@@ -2,15 +2,16 @@
 
 Why its own module: every domain module (stack, deploy, sync, install) takes a Session,
 and none of them should import the Invoke glue (`cli.py`) to get it. It imports only the
-runner and the settings.
+runners (`runner.Local`, `ssh.Nas`) and the settings.
 """
 
 from __future__ import annotations
 
 import sys
 
-from .runner import Local, Nas
+from .runner import Local
 from .settings import Settings
+from .ssh import Nas
 from .text import printable
 
 

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from . import commands, contract, install
 from .errors import CheckoutUnreadable, ConfigError, Locked, Refused, RemoteFailed
 from .facts import CHECKOUT_COMMIT, CHECKOUT_CONFIG, LOCK, STATUS, Container, NasState, gather, or_unreadable, read
-from .runner import Nas
 from .session import Session
+from .ssh import Nas
 
 
 def uptime(started_at: str, now: datetime) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from loopctl import settings
 from loopctl.errors import HostKeyError
-from loopctl.runner import Nas
+from loopctl.ssh import Nas
 
 from rig.sandbox import NAS_ENV, RIG_STATE, sudo_password
 

@@ -3,7 +3,7 @@
 import pytest
 
 from loopctl import commands, contract, settings as settings_module
-from loopctl.runner import Nas
+from loopctl.ssh import Nas
 
 
 @pytest.fixture

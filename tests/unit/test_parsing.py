@@ -4,7 +4,8 @@ from datetime import datetime, timezone
 import io
 
 from loopctl import audit, facts, install, runlog, settings as settings_module, stack, sync
-from loopctl.runner import Output, Scrubbed, new_prompt
+from loopctl.runner import Output, Scrubbed
+from loopctl.sudo import new_prompt
 
 
 def status_output(*lines: str) -> Output:
