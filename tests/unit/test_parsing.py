@@ -1,11 +1,9 @@
 """Pure parsing and formatting, without a NAS."""
 
 from datetime import datetime, timezone
-import io
 
 from loopctl import audit, facts, install, runlog, settings as settings_module, stack, sync
-from loopctl.runner import Output, Scrubbed
-from loopctl.sudo import new_prompt
+from loopctl.runner import Output
 
 
 def status_output(*lines: str) -> Output:
@@ -109,16 +107,6 @@ def test_audit_record_format():
     line = audit.format_record(record)
     assert "rollback" in line and "ok" in line and "--to=abc1" in line and "Ann <a@x>" in line
     assert audit.parse('{"verb": "stop"}\nnot json\n') == [{"verb": "stop"}]
-
-
-def test_scrubbed_stream_hides_secrets_and_the_sudo_prompt_even_across_writes():
-    sink = io.StringIO()
-    prompt = new_prompt()
-    out = Scrubbed(sink, ["s3cret"], prompt)
-    out.write(prompt + "line one s3")
-    out.write("cret\nlast")
-    out.flush()
-    assert sink.getvalue() == "line one <redacted>\nlast"
 
 
 def test_status_names_every_problem(tmp_path):
