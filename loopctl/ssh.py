@@ -108,9 +108,11 @@ class PinnedHostKeys:
         import hashlib
 
         fingerprint = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+        name = key.get_name()  # ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256: sshd's files say ed25519, rsa, ecdsa
+        kind = "ecdsa" if name.startswith("ecdsa-") else name.split("-")[-1]
         raise HostKeyError(
-            f"host key of {hostname} is not in {self.known_hosts} ({key.get_name()} SHA256:{fingerprint}); "
-            f"compare it with `ssh-keygen -lf /etc/ssh/ssh_host_{key.get_name().split('-')[-1]}_key.pub` "
+            f"host key of {hostname} is not in {self.known_hosts} ({name} SHA256:{fingerprint}); "
+            f"compare it with `ssh-keygen -lf /etc/ssh/ssh_host_{kind}_key.pub` "
             f"run on the NAS itself, then pin it: ssh-keyscan -p PORT HOST >> {self.known_hosts}")
 
 

@@ -1,8 +1,8 @@
 """Strict settings and the real cause of an SSH failure, through real `inv` processes: each
 mistake is one line and its exit code (2 bad settings or input, 3 unreachable, 4 login),
 and the ones that are the settings' fault stop before anything connects. The servers are
-real ones on 127.0.0.1: a listener that counts connections, an HTTP server, a server with
-another protocol's banner."""
+real ones on 127.0.0.1: a listener that counts connections, an HTTP server, a server that
+closes at once. (What `not_ssh` makes of other first bytes is tests/unit/test_ssh.py's.)"""
 
 from __future__ import annotations
 
@@ -160,13 +160,6 @@ def test_a_port_that_speaks_http_is_named_at_once(inv):
         result = inv("status", port=port)
     one_line(result, 3, f"cannot reach ops@127.0.0.1:{port}: 127.0.0.1:{port} speaks HTTP, not SSH")
     assert time.monotonic() - started < 4  # not the 5 s banner timeout
-
-
-def test_a_port_with_another_protocols_banner_shows_it_printable(inv):
-    with listening(b"220 mail.example ESMTP \x1b[31mready\r\n") as nas:
-        result = inv("status", port=nas.port)
-    one_line(result, 3, f"127.0.0.1:{nas.port} answers '220 mail.example ESMTP ready', not SSH")
-    assert "\x1b" not in result.stderr
 
 
 def test_a_port_that_closes_at_once_is_not_called_silent(inv):
