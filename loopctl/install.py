@@ -126,9 +126,14 @@ def setup(session: Session) -> None:
     try:
         nas.put_bytes(archive(files), f"{upload_dir}/bundle.tar")
         nas.change(commands.unpack(f"{upload_dir}/bundle.tar", upload_dir), sudo=False)
+        argv = commands.install_bundle(session.settings, upload_dir)
         try:
-            result = nas.change(commands.install_bundle(session.settings, upload_dir), sudo=True,
-                                ok=None)
+            # Every exit status of install.sh is read below (contract.SCRIPT_EXITS); sudo's own
+            # refusal is not one of them.
+            result = nas.change(argv, sudo=True, ok=None)
+            refused = result is not None and result.exited != 0 and nas.sudo_refusal(argv, result)
+            if refused:
+                raise refused
         except AuthFailed as error:
             raise AuthFailed(f"{error} (the installer runs as root from a temporary folder, so `inv setup` "
                              f"needs full sudo: run it once with NAS_SUDO_PASSWORD set)") from None

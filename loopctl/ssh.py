@@ -256,12 +256,17 @@ class Nas(Runner):
         return Output(result.stdout.replace(prompt, ""), result.stderr.replace(prompt, ""), result.exited)
 
     def _failure(self, argv, result: Output) -> Exception:
+        return self.sudo_refusal(argv, result) or super()._failure(argv, result)
+
+    def sudo_refusal(self, argv: Sequence[str], result: Output) -> AuthFailed | None:
+        """sudo itself said no (a password it wants, a command it may not run), whatever the exit
+        codes the command is allowed: that is an authentication error, not the command's."""
         if "a password is required" in result.stderr:
             return AuthFailed(f"sudo on {self.where} wants a password: set NAS_SUDO_PASSWORD, or add the "
                               f"passwordless sudoers lines in docs/security.md#passwordless-sudo")
         if re.search(r"is not allowed to execute|not in the sudoers file", result.stderr):
             return AuthFailed(f"sudo on {self.where} refused `{shlex.join(argv)}`: {result.tail(1)}")
-        return super()._failure(argv, result)
+        return None
 
     def put_bytes(self, content: bytes, remote_path: str) -> None:
         """Upload content as the SSH user, readable by that user only (into a private temp folder;
