@@ -19,7 +19,7 @@ from typing import Iterator
 
 from . import commands, contract, install, runlog, stackdef
 from .audit import performer
-from .errors import ConfigError, Locked, Refused
+from .errors import ConfigError, Locked, LoopError, Refused
 from .facts import PREFLIGHT, STATUS, gather, read, releases as releases_fact
 from .session import Session
 from .stack import table
@@ -64,11 +64,13 @@ def run_detached(session: Session, name: str, argv: list[str]) -> dict[str, str]
     view = session.report.view() if session.report else None
     try:
         result = session.nas.change(argv, stream=True, ok=None, sink=view)
-    except KeyboardInterrupt:
+    except BaseException as error:
+        # No progress line drawn over the error that follows (the connection lost, Ctrl-C...).
         if view:
             view.stop()
-        print(f"\n{name} goes on on the NAS without this terminal; `inv status` shows when it is done",
-              file=sys.stderr)
+        if isinstance(error, KeyboardInterrupt):
+            print(f"\n{name} goes on on the NAS without this terminal; `inv status` shows when it is done",
+                  file=sys.stderr)
         raise
     if result is None:
         return {}
@@ -83,7 +85,9 @@ def show_summary(session: Session, summary: dict[str, str], started: float, sync
     """The verb's one summary line (with --json, its part of the object instead)."""
     if session.report:
         session.report.sync_seconds = sync_seconds
-    if summary:
+    # detach.sh's own fields (run, log) come with every run; a change that changed nothing (a
+    # rollback that was the repair of a deploy cut short) says so in its steps, with no summary.
+    if "new" in summary:
         session.say(runlog.summary_line(session.verb, summary, time.monotonic() - started, sync_seconds))
 
 
@@ -170,8 +174,14 @@ def rollback(session: Session, to: str | None) -> None:
         try:
             summary = run_script(session, commands.ROLLBACK_SCRIPT, flags)
         finally:
-            # Not installed at all: that is why the script could not run, and what to say.
-            check_drift(session, drift.result(), allow_drift=True)
+            # Not installed at all: that is why the script could not run, and what to say. The
+            # read failing says nothing of the rollback: a warning, never its outcome.
+            try:
+                seen = drift.result()
+            except LoopError as error:
+                session.warn(f"could not compare the NAS scripts with this checkout: {error}")
+            else:
+                check_drift(session, seen, allow_drift=True)
     show_summary(session, summary, started, None)
 
 
