@@ -161,6 +161,9 @@ class View:
         """The run is over: what is left of the last step, and a failure without an error line."""
         with self.lock:
             self.stop()
+            if self.pending:  # a last line without its newline
+                line, self.pending = self.pending, ""
+                self.take(line)
             self.end_step(self.clock())
             if exited != 0:
                 self.fail()

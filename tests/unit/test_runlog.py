@@ -92,6 +92,15 @@ def test_a_failed_step_shows_its_last_lines_once_then_what_undoes_it():
     assert view.error == "the build failed (exit 1)"
 
 
+def test_a_last_line_without_its_newline_still_counts():
+    out = io.StringIO()
+    view = runlog.View(out)
+    view.write("==> switching nginx to blue\nERROR: nginx did not reload")
+    assert view.error == ""
+    view.ended(1)
+    assert view.error == "nginx did not reload"
+
+
 def test_a_run_that_fails_without_an_error_line_shows_its_last_step_at_the_end():
     out = io.StringIO()
     view = runlog.View(out)
