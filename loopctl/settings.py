@@ -397,6 +397,10 @@ def read_env_file(path: Path, explicit: bool, only: frozenset[str]) -> dict[str,
                               f"'#' or quotes goes in single quotes)")
         if binding.key is None:
             continue  # a blank line or a comment
+        if binding.value is None and binding.key not in BY_NAME:
+            # No '=' and no setting's name: maybe a password pasted on a line of its own, so the
+            # line is not repeated.
+            raise ConfigError(f"{where}: this line is not NAME=value (nor a setting's name)")
         key = printable(binding.key)
         if binding.key not in BY_NAME:
             guess = closest(binding.key)

@@ -227,6 +227,12 @@ def test_a_bare_name_without_equals_is_an_error(tmp_path):
     assert file_error(tmp_path, "NAS_HOST\n") == f"{tmp_path / '.env'}:1: NAS_HOST has no '=' (write NAS_HOST= for an empty value)"
 
 
+def test_a_line_without_equals_that_names_no_setting_is_not_repeated(tmp_path):
+    """A token pasted on a line of its own must not reach the terminal or a monitor's line."""
+    error = file_error(tmp_path, "NAS_HOST=nas\nghp_s3cretT0ken\n")
+    assert error == f"{tmp_path / '.env'}:2: this line is not NAME=value (nor a setting's name)"
+
+
 def test_the_quoting_forms_of_env_example_and_the_sandbox_still_read(tmp_path):
     settings = load(tmp_path, "NAS_HOST=nas # the NAS\nexport NAS_USER=ops\nHEALTH_EXPECT=\"status=ok\"\n"
                               "NAS_SUDO_PASSWORD='rig pw\\'$(id)\"#6d'\nMCP_TOKEN=\n\r\n")
