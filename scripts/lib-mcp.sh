@@ -402,6 +402,13 @@ mcp_close() {
   MCP_STREAM_PID=""
 }
 
+# mcp_reset: no result, no session, and MCP_CHECK_SECONDS from now: an exchange from the start.
+mcp_reset() {
+  # shellcheck disable=SC2034  # the results, read by the callers
+  MCP_ERROR="" MCP_AUTH="" MCP_TOOLS="" MCP_TRANSPORT="" MCP_REVISION="" MCP_WIRE="" MCP_SESSION="" MCP_STREAM_PID=""
+  MCP_OPENING="" MCP_FALLBACK="" MCP_HEADERS=() MCP_DEADLINE=$(($(ms_now) + MCP_CHECK_SECONDS * 1000))
+}
+
 # mcp_tools BASE [COLOR]: MCP_TOOLS, the tools (one name a line) of the MCP server at BASE +
 # APP_MCP_PATH, and MCP_TRANSPORT and MCP_REVISION it spoke; with COLOR, the answer must come
 # from that color (X-Loop-Color, through the proxy). On failure, MCP_ERROR holds the reason in
@@ -410,9 +417,8 @@ mcp_close() {
 mcp_tools() {
   local base=$1 color=${2:-} dir rc=0 opening left served
   local -a fallbacks=()
-  # shellcheck disable=SC2034  # the results, read by the callers
-  MCP_ERROR="" MCP_AUTH="" MCP_TOOLS="" MCP_TRANSPORT="" MCP_REVISION="" MCP_WIRE="" MCP_SESSION="" MCP_STREAM_PID="" MCP_OPENING=""
-  MCP_HEADERS=() MCP_URL=$base$APP_MCP_PATH MCP_DEADLINE=$(($(ms_now) + MCP_CHECK_SECONDS * 1000))
+  MCP_URL=$base$APP_MCP_PATH
+  mcp_reset
   mcp_curl_command
   dir=$(mktemp -d)
   # MCP_FIRST: how the release passed its gate, tried first (a verification saves the openings
@@ -425,7 +431,8 @@ mcp_tools() {
     if ((rc != 0 && rc != 3)); then
       mcp_close
       rm -rf "${dir:?}"/*
-      MCP_ERROR="" MCP_WIRE="" MCP_SESSION="" MCP_HEADERS=() MCP_DEADLINE=$(($(ms_now) + MCP_CHECK_SECONDS * 1000)) rc=2
+      mcp_reset
+      rc=2
     fi
   fi
   if ((rc == 2)); then

@@ -78,7 +78,8 @@ printable() { LC_ALL=C tr -d '\000-\037\177' <<<"$1" | LC_ALL=C tr -cd '\040-\17
 # prints it on stderr and exits 64.
 usage_error() {
   usage >&2
-  exit "$EXIT_USAGE"
+  # Last, so that loopctl reads it as the reason (not the usage text's last line).
+  die "${0##*/} was called with flags it does not take (a NAS copy older or newer than this loopctl?)" "$EXIT_USAGE"
 }
 
 # Settings written by `inv setup` (loopctl/install.py writes exactly these).
@@ -208,11 +209,12 @@ take_lock() {
   install -d -m 0700 "$LOOPCTL_HOME/$LOCK_DIR"
   exec 9>>"$LOCK"
   # Up to two seconds: `facts.sh lock` holds it for an instant when it looks.
-  if ! flock -n 9; then
-    flock -w 2 9 || die "refused: $(cat "$LOCK_INFO" 2>/dev/null || echo 'another deploy is running')" "$EXIT_LOCKED"
-    # Whatever held it may have changed containers since the last look.
-    [[ -z ${LOOK+set} ]] || look_at_containers
+  if ! flock -w 2 9; then
+    die "refused: $(cat "$LOCK_INFO" 2>/dev/null || echo 'another deploy is running')" "$EXIT_LOCKED"
   fi
+  # A change that held it until a moment ago may have changed containers since the last look
+  # (taken before the lock, for the home check): what is decided under the lock is seen again.
+  [[ -z ${LOOK+set} ]] || look_at_containers
   printf '%s by %s since %s (commit %s, pid %s)\n' "$1" "$(printable "${PERFORMER:-unknown}")" \
     "$(utc_now)" "$2" "$$" >"$LOCK_INFO.new"
   mv -f "$LOCK_INFO.new" "$LOCK_INFO"
@@ -295,10 +297,15 @@ unsafe_home() {
 # them; JSON escapes both). What changes a container reads Docker again.
 look_at_containers() {
   local ids
-  ids=$(docker ps -aq)
-  LOOK=""
-  # shellcheck disable=SC2086  # one id per word
-  [[ -z $ids ]] || LOOK=$(docker inspect --format '{{.Name}}{{"\t"}}{{.Config.Image}}{{"\t"}}{{.State.Running}}{{"\t"}}{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{"\t"}}{{.State.Status}}{{"\t"}}{{.State.StartedAt}}{{"\t"}}{{.State.Pid}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.project")}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.service")}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.project.working_dir")}}{{range .Mounts}}{{"\t"}}{{json .Source}}{{"\x1f"}}{{.RW}}{{end}}' $ids)
+  for _ in 1 2; do
+    ids=$(docker ps -aq)
+    LOOK=""
+    [[ -n $ids ]] || return 0
+    # shellcheck disable=SC2086  # one id per word
+    LOOK=$(docker inspect --format '{{.Name}}{{"\t"}}{{.Config.Image}}{{"\t"}}{{.State.Running}}{{"\t"}}{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}{{"\t"}}{{.State.Status}}{{"\t"}}{{.State.StartedAt}}{{"\t"}}{{.State.Pid}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.project")}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.service")}}{{"\t"}}{{json (index .Config.Labels "com.docker.compose.project.working_dir")}}{{range .Mounts}}{{"\t"}}{{json .Source}}{{"\x1f"}}{{.RW}}{{end}}' $ids 2>/dev/null) && return 0
+    # A container went away between the two calls (a deploy recreates them): look again.
+  done
+  die "docker inspect of the containers failed twice (is Docker running?)"
 }
 
 # seen NAME image|running|health: that of container NAME in LOOK ("" when it has none).
