@@ -233,11 +233,11 @@ def summary_line(verb: str, summary: dict[str, str], total: float, sync_seconds:
     where = f"{summary.get('new', '?')} on {summary.get('color', '?')} in {total:.1f}s"
     if verb == "rebuild-all":
         backup = summary.get("backup")
-        return (f"==> rebuilt everything at {where}" + (f"; the old OAuth keys are in {backup} (to restore them "
+        return (f"{contract.STEP_PREFIX}rebuilt everything at {where}" + (f"; the old OAuth keys are in {backup} (to restore them "
                                                         f"see docs/deploys.md#restoring-oauth-keys)" if backup else ""))
     parts = [f"{key} {value:.1f}s" for key, value in timings(summary, sync_seconds).items()]
     parts += [f"tools {summary['tools']}"] if summary.get("tools") else []
-    return f"==> {summary.get('old', '?')} -> {where}" + (": " + "  ".join(parts) if parts else "")
+    return f"{contract.STEP_PREFIX}{summary.get('old', '?')} -> {where}" + (": " + "  ".join(parts) if parts else "")
 
 
 def status_of(code: int) -> str:
