@@ -94,6 +94,8 @@ lock_and_home_lines() {
 
 # The stack's containers from one look: the two colors, the proxy and those of the stack's
 # Compose project (named after the first of them that carries the label, as stack_project).
+# The app's own container and the project are read from that look, by the labels
+# app_container and stack_project filter on, rather than by asking Docker again each time.
 status_fact() {
   local color upstream=missing app="" app_state="" stack=0 name pid image
   if read_stack_env; then

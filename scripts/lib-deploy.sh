@@ -343,8 +343,8 @@ prune_releases() {
 
 # app_container any|running [FORMAT]: the app's own api container, made by its compose in
 # APP_DIR (this stack's containers have a release's folder as their working folder), found by
-# Compose's labels whatever it is named; "" when there is none. The one place that finds it:
-# status, takeover and rollback ask here.
+# Compose's labels whatever it is named; "" when there is none. Takeover, rollback and restart
+# ask here, as Docker is now; `facts.sh status` reads the same labels from its one look.
 app_container() {
   local -a running=()
   local format=${2:-'{{.Names}}'}
