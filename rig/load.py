@@ -55,6 +55,14 @@ class Load:
             worker.join()
         self.seconds = time.monotonic() - self.started
 
+    def cut_short(self, at: float) -> list:
+        """The failures that were answers the api had begun to send when it was killed at `at`:
+        the status line and headers came through the proxy, the body did not. Nothing can send
+        such a request elsewhere (its client already holds part of an answer); every other kind
+        of failure is one the proxy should have sent to the standby."""
+        return [(when, error) for when, error in self.failures
+                if error.startswith("IncompleteRead") and at <= when < at + 2]
+
     @property
     def per_second(self) -> float:
         return self.total / self.seconds

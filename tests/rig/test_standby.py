@@ -97,6 +97,14 @@ def stack_snapshot() -> dict:
             "image ids": sorted({image for _, image in listed})}
 
 
+def assert_no_request_failed_but_one_in_flight(load: Load, when: float) -> None:
+    """0 failed requests, but for an answer the killed process was writing at that instant (its
+    headers sent, its body not): at most one a load thread, within two seconds of the kill."""
+    cut = load.cut_short(when)
+    assert [failure for failure in load.failures if failure not in cut] == [], load.failures[:5]
+    assert len(cut) <= load.threads, cut
+
+
 def assert_only_the_session_in_flight_ended(fresh: FreshSessions, when: float) -> None:
     """A legacy HTTP+SSE session lives in the memory of the process that made it: the one open
     on the live container when it dies ends with it. Every session opened after that works."""
@@ -126,9 +134,10 @@ def test_the_live_container_crashing_is_served_by_the_standby_while_it_restarts(
         wait_for(lambda: inspect(f"loop-api-{live}", "{{.State.Pid}}") not in ("", pid), 30, "the restart")
         wait_for(lambda: healthy(f"loop-api-{live}"), 60, "the live color to be healthy again")
         time.sleep(1)
-    print(f"\nFAULT live container crashed: {len(load.failures)} of {load.total} requests failed; "
+    print(f"\nFAULT live container crashed: {len(load.failures)} of {load.total} requests failed "
+          f"({len(load.cut_short(crashed))} cut short mid-answer); "
           f"{len(fresh.failures)} of {fresh.calls} fresh MCP sessions")
-    assert load.failures == [], load.failures[:5]
+    assert_no_request_failed_but_one_in_flight(load, crashed)
     assert_only_the_session_in_flight_ended(fresh, crashed)
     assert standby in load.colors, "the standby never answered while the live color restarted"
     assert serving() == (live, commit)
@@ -145,9 +154,10 @@ def test_the_live_container_removed_the_standby_serves_status_and_health_say_so_
         health = inv("health", "--no-alert")
         commit = commit_change(f"in-its-place-{time.time()}")
         rebuilt = inv("rebuild", env=FAST)
-    print(f"\nFAULT live container removed: {len(load.failures)} of {load.total} requests failed; "
+    print(f"\nFAULT live container removed: {len(load.failures)} of {load.total} requests failed "
+          f"({len(load.cut_short(removed))} cut short mid-answer); "
           f"{len(fresh.failures)} of {fresh.calls} fresh MCP sessions")
-    assert load.failures == [], load.failures[:5]
+    assert_no_request_failed_but_one_in_flight(load, removed)
     assert_only_the_session_in_flight_ended(fresh, removed)
     assert f"(down: the standby loop-api-{standby} serves)" in status.stdout, status.stdout
     assert (f"the live color's container is missing: the proxy sends its requests to the warm standby "
