@@ -6,13 +6,7 @@
 set -Eeuo pipefail
 
 . "${BASH_SOURCE%/*}/lib.sh"
-. "${BASH_SOURCE%/*}/lib-deploy.sh"
-. "${BASH_SOURCE%/*}/lib-proxy.sh"
-. "${BASH_SOURCE%/*}/lib-mcp.sh"
-. "${BASH_SOURCE%/*}/lib-oauth.sh"
 . "${BASH_SOURCE%/*}/lib-change.sh"
-
-VERIFY_SECONDS=$DEPLOY_VERIFY_SECONDS
 
 usage() {
   cat <<USAGE

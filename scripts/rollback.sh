@@ -8,13 +8,7 @@
 set -Eeuo pipefail
 
 . "${BASH_SOURCE%/*}/lib.sh"
-. "${BASH_SOURCE%/*}/lib-deploy.sh"
-. "${BASH_SOURCE%/*}/lib-proxy.sh"
-. "${BASH_SOURCE%/*}/lib-mcp.sh"
-. "${BASH_SOURCE%/*}/lib-oauth.sh"
 . "${BASH_SOURCE%/*}/lib-change.sh"
-
-VERIFY_SECONDS=$ROLLBACK_VERIFY_SECONDS
 
 usage() {
   cat <<USAGE
@@ -102,6 +96,7 @@ to="" current="" kept="" tag=""
 # rollback_flags ARGS...: the flags every change takes (parse_flags) and --to.
 rollback_flags() {
   local flag
+  VERIFY_SECONDS=$ROLLBACK_VERIFY_SECONDS
   parse_flags "$@"
   for flag in ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}; do
     case $flag in

@@ -79,9 +79,9 @@ def installed(tmp_path: Path) -> Path:
 
 
 def bash_in(home: Path, script: str) -> str:
-    """`script` run with the scripts' libraries sourced (lib.sh first), as a NAS script runs."""
-    libraries = [f". {home}/scripts/{path.name}" for path in SCRIPTS if path.name.startswith("lib-")]
-    done = subprocess.run(["bash", "-c", "\n".join([f". {home}/scripts/lib.sh", *libraries, script])],
+    """`script` run with every library sourced as a change script sources them (lib.sh, then
+    lib-change.sh, which brings the others)."""
+    done = subprocess.run(["bash", "-c", "\n".join([f". {home}/scripts/lib.sh", f". {home}/scripts/lib-change.sh", script])],
                           capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin"}, timeout=20)
     assert done.returncode == 0 and done.stderr == "", done.stderr
