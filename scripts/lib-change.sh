@@ -1,10 +1,16 @@
 # shellcheck shell=bash
-# The change transaction of deploy-blue-green.sh, rollback.sh and rebuild-all.sh: their flags,
-# the state of a change in progress, the switch and its verification, the undo on any failure
-# before the change commits, and the repair of a change that was killed before it could undo
-# itself. Needs lib.sh, lib-deploy.sh, lib-proxy.sh, lib-mcp.sh and lib-oauth.sh, which the
-# scripts source first. Sourced, never run; facts.sh and prepare.sh, which change nothing, do
-# without it.
+# The change transaction of deploy-blue-green.sh, rollback.sh, rebuild-all.sh and restart.sh:
+# their flags, the state of a change in progress, the switch and its verification, the undo on
+# any failure before the change commits, and the repair of a change that was killed before it
+# could undo itself. A change script sources lib.sh, then this file, which brings the four
+# libraries a change uses (and it calls into each): the stack and its releases, the nginx
+# switch, the MCP gate, the OAuth state. Sourced, never run; facts.sh and prepare.sh, which
+# change nothing, do without it.
+
+. "${BASH_SOURCE[0]%/*}/lib-deploy.sh"
+. "${BASH_SOURCE[0]%/*}/lib-proxy.sh"
+. "${BASH_SOURCE[0]%/*}/lib-mcp.sh"
+. "${BASH_SOURCE[0]%/*}/lib-oauth.sh"
 
 # --- flags ---------------------------------------------------------------------------------
 
@@ -541,6 +547,10 @@ mcp_gate() {
   # ALLOW_TOOL_REMOVAL (--allow-tool-removal; rollback.sh sets it for a release it starts;
   # read by mcp_gate).
   PERFORMER=unknown EXTRA_FLAGS=() COMMIT_ARG="" RELEASE_FROM="" ALLOW_TOOL_REMOVAL=0
+  # VERIFY_SECONDS: --verify-seconds (parse_flags), how long the proxy is watched after the
+  # switch; deploy's and rebuild-all's default here, rollback's set by rollback_flags first.
+  # Read by verify_and_commit and the scripts' own verification.
+  VERIFY_SECONDS=$DEPLOY_VERIFY_SECONDS
   # live: the color serving when the change began ("app": the app's own container; "": none).
   # target: the color the change brings up ("app": the port back to the app's own container).
   # Set by the scripts' main (and recover_change, from the journal); read by the switch, the
