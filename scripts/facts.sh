@@ -35,7 +35,10 @@ home_fact() {
   rw_mounts_of_home
 }
 
-# Everything the scripts call, by the name they call it; DSM is not Debian.
+# tools_fact [compose]: everything the scripts call, by the name they call it (DSM is not
+# Debian); with "compose" also the Compose a change would pick, run for its version. That
+# starts the docker CLI and its plugin twice (0.1 s, more than the rest of a status), so
+# `inv status` leaves it to `inv setup` and each change's preflight, which refuse without it.
 tools_fact() {
   local tool
   for tool in ${NAS_TOOLS//,/ }; do
@@ -49,6 +52,7 @@ tools_fact() {
   [[ $(realpath -m /loopctl-probe/x 2>/dev/null) == /loopctl-probe/x && $(realpath -e / 2>/dev/null) == / ]] ||
     echo "realpath does not support -e and -m (GNU coreutils needed)"
   ((BASH_VERSINFO[0] >= 4)) || echo "bash is older than 4"
+  [[ ${1:-} == compose ]] || return 0
   # pick_compose runs the Compose it chooses, and reads its version.
   if ! ((${#COMPOSE[@]})) && ! pick_compose; then
     echo "$STACK_PROBLEM"
@@ -57,17 +61,37 @@ tools_fact() {
   fi
 }
 
-# open_connections PID PORT: TCP connections established to PORT from outside the network
-# namespace of the process PID (a container's; its own healthcheck's loopback ones left out):
-# the proxy's open requests there, MCP streams for the most part (root reads any namespace).
-open_connections() {
-  local hex
-  [[ $1 =~ ^[1-9][0-9]*$ && $2 =~ ^[0-9]+$ ]] || { echo 0; return; }
-  hex=$(printf ':%04X' "$2")
-  cat "/proc/$1/net/tcp" "/proc/$1/net/tcp6" 2>/dev/null |
-    awk -v port="$hex" '$4 == "01" && substr($2, length($2) - 4) == port &&
-      $3 !~ /^(0100007F|0000000000000000FFFF00000100007F|00000000000000000000000001000000):/ { n++ }
-      END { print n + 0 }'
+# connection_lines: `connections NAME COUNT` for each running color: the TCP connections
+# established to its container port from outside its network namespace (its own healthcheck's
+# loopback ones left out), the proxy's open requests there, MCP streams for the most part
+# (root reads any namespace). One awk over every color's /proc tables (a file tells its pid),
+# each port read from the release.env of the image's commit.
+connection_lines() {
+  local name pid image env port line files=() colors=""
+  while read -r name pid image; do
+    env=$LOOPCTL_HOME/$RELEASES_DIR/${image##*:}/$RELEASE_ENV_FILE port=""
+    if [[ -f $env && -r $env ]]; then
+      while IFS= read -r line; do
+        [[ ! $line =~ ^CONTAINER_PORT=([0-9]{1,5})$ ]] || printf -v port ':%04X' "${BASH_REMATCH[1]}"
+      done <"$env"
+    fi
+    if [[ $pid =~ ^[1-9][0-9]*$ && -n $port && -r /proc/$pid/net/tcp ]]; then
+      # Without IPv6 there is no tcp6 table (and mawk stops at a file it cannot open).
+      files+=("/proc/$pid/net/tcp")
+      [[ ! -r /proc/$pid/net/tcp6 ]] || files+=("/proc/$pid/net/tcp6")
+      colors+=" $pid=$name=$port"
+    else
+      printf 'connections\t%s\t0\n' "$name"
+    fi
+  done < <(awk -F'\t' -v blue="/$(container blue)" -v green="/$(container green)" \
+    '($1 == blue || $1 == green) && $3 == "true" { print substr($1, 2), $7, $2 }' <<<"$LOOK")
+  ((${#files[@]})) || return 0
+  awk -v colors="$colors" '
+    BEGIN { n = split(colors, c, " "); for (i = 1; i <= n; i++) { split(c[i], f, "="); pid[i] = f[1]; name[f[1]] = f[2]; port[f[1]] = f[3] } }
+    { split(FILENAME, path, "/"); p = path[3] }
+    $4 == "01" && substr($2, length($2) - 4) == port[p] &&
+      $3 !~ /^(0100007F|0000000000000000FFFF00000100007F|00000000000000000000000001000000):/ { count[p]++ }
+    END { for (i = 1; i <= n; i++) printf "connections\t%s\t%d\n", name[pid[i]], count[pid[i]] }' "${files[@]}" 2>/dev/null || true
 }
 
 # status: everything `inv status` needs from root, in one call, as tab-separated lines
@@ -75,21 +99,28 @@ open_connections() {
 #   lock free|held INFO
 #   journal KEY=VALUE... | oauth volume=NAME from=FOLDER at=TIME | home PROBLEM | tool PROBLEM
 #   container NAME STATE HEALTH IMAGE STARTED SERVICE | connections NAME COUNT
-# start_tools: tools_fact from here on, beside what follows (it runs Compose for its version,
-# the slowest part of a look); tool_lines prints what it found.
-start_tools() { exec 8< <(tools_fact); }
+# start_tools [compose]: tools_fact from here on, beside what follows; tool_lines prints what
+# it found.
+start_tools() { exec 8< <(tools_fact "$@"); }
 tool_lines() {
   local line
   while IFS= read -r line; do printf 'tool\t%s\n' "$line"; done <&8
   exec 8<&-
 }
 
-# lock_and_home_lines: who holds the lock, and what makes the home unsafe for root.
+# start_home: unsafe_home (a walk of the home) from here on, beside the look at the
+# containers that rw_mounts_of_home then reads.
+start_home() { exec 7< <(unsafe_home); }
+
+# lock_and_home_lines stack|none: who holds the lock, and (stack) what makes the home unsafe
+# for root: what start_home found, then the containers that mount it read-write.
 lock_and_home_lines() {
   local holder line
   if holder=$(lock_fact); then echo $'lock\tfree'; else printf 'lock\theld\t%s\n' "$(head -n 1 <<<"$holder")"; fi
   [[ $1 == stack ]] || return 0
-  while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(home_fact)
+  [[ -n ${LOOK+set} ]] || look_at_containers
+  while IFS= read -r line; do printf 'home\t%s\n' "$line"; done < <(cat <&7; rw_mounts_of_home)
+  exec 7<&-
 }
 
 # The stack's containers from one look: the two colors, the proxy and those of the stack's
@@ -97,10 +128,11 @@ lock_and_home_lines() {
 # The app's own container and the project are read from that look, by the labels
 # app_container and stack_project filter on, rather than by asking Docker again each time.
 status_fact() {
-  local color upstream=missing app="" app_state="" stack=0 name pid image
+  local color upstream=missing app="" app_state="" stack=0
   if read_stack_env; then
     stack=1
     start_tools
+    start_home
     look_at_containers
     read -r app app_state < <(awk -F'\t' -v service="\"$API_SERVICE\"" -v dir="\"$APP_DIR\"" \
       '$9 == service && $10 == dir { print substr($1, 2), $5; exit }' <<<"$LOOK") || true
@@ -136,17 +168,14 @@ status_fact() {
         gsub(/^"|"$/, "", f[9])
         printf "container\t%s\t%s\t%s\t%s\t%s\t%s\n", f[1], f[5], (f[4] == "none" ? "" : f[4]), f[2], f[6], f[9]
       } }' <<<"$LOOK"
-  # The open connections of each running color, into its own container port.
-  while read -r name pid image; do
-    printf 'connections\t%s\t%s\n' "$name" "$(open_connections "$pid" "$(release_port "${image##*:}")")"
-  done < <(awk -F'\t' -v blue="/$(container blue)" -v green="/$(container green)" \
-    '($1 == blue || $1 == green) && $3 == "true" { print substr($1, 2), $7, $2 }' <<<"$LOOK")
+  connection_lines
   tool_lines
 }
 
 preflight_fact() {
   if read_stack_env; then
-    start_tools
+    start_tools compose
+    start_home
     lock_and_home_lines stack
     tool_lines
   else
@@ -168,7 +197,7 @@ main() {
         echo "$STACK_PROBLEM"
         DOCKER=/bin/true COMPOSE=(/bin/true)
       fi
-      tools_fact
+      tools_fact compose
       ;;
     *) usage_error ;;
   esac

@@ -82,7 +82,7 @@ def test_v1_forced_skips_a_standalone_v2(tmp_path):
 
 def test_a_compose_v1_too_old_is_named_by_setup(tmp_path):
     old = '#!/bin/sh\n[ "$1 $2" = "version --short" ] && echo 1.24.1\n'
-    done = run_lib(tmp_path, NO_PLUGIN, f'. <(sed -n "/^tools_fact()/,/^}}/p" {REPO}/scripts/facts.sh) && tools_fact',
+    done = run_lib(tmp_path, NO_PLUGIN, f'. <(sed -n "/^tools_fact()/,/^}}/p" {REPO}/scripts/facts.sh) && tools_fact compose',
                    "v1", old)
     assert f"Compose 1.24.1 ({tmp_path}/bin/docker-compose) is older than 1.25, the oldest v1 loopctl works with" \
         in done.stdout, done.stdout + done.stderr
