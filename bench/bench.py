@@ -18,6 +18,7 @@ apart from the overhead).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rig.clients import FreshSessions, HeldSession  # noqa: E402
 from rig.load import Load  # noqa: E402
-from rig.sandbox import (NAS_ENV, NASBOT_ENV, RIG_STATE, app_compose_up, commit_change, get, inv,  # noqa: E402
+from rig.sandbox import (NAS_ENV, NASBOT_ENV, REPO, RIG_STATE, app_compose_up, commit_change, get, inv,  # noqa: E402
                          reset_nas, serving, sh, sudo_password)
 
 SYNOLOGY_DOCKER = "/var/packages/ContainerManager/target/usr/bin/docker"
@@ -178,6 +179,10 @@ def main() -> None:
     parser.add_argument("--rollbacks", type=int, default=5, help="rollbacks with the load, and as many without")
     parser.add_argument("--takeovers", type=int, default=3, help="takeovers of a running app compose (0: skip)")
     args = parser.parse_args()
+    # Bytecode as a user's second run has it: this machine sets PYTHONDONTWRITEBYTECODE, and
+    # every run would otherwise compile loopctl again (about 25 ms of each `inv`).
+    compileall.compile_dir(REPO / "loopctl", quiet=1)
+    compileall.compile_file(REPO / "tasks.py", quiet=1)
     rows: list[tuple[str, str, str]] = []
     if args.takeovers:
         runs = [takeover() for _ in range(args.takeovers)]

@@ -1,6 +1,7 @@
 """The SSH connection's own decisions, without a connection: why a port is not SSH (`not_ssh`,
 from the first bytes it sent and how long it took), and the refusal of a host key that is not
-pinned (`PinnedHostKeys`, given real paramiko keys read from known_hosts lines).
+pinned (`PinnedHostKeys`, given real paramiko keys read from known_hosts lines), and the TCP
+connection it dials (Nagle's algorithm off, or each SSH message waits for a delayed ACK).
 
 That a real port's answer reaches `not_ssh` is tested through `inv` in
 tests/cli/test_strict_inputs.py.
@@ -8,12 +9,15 @@ tests/cli/test_strict_inputs.py.
 
 from __future__ import annotations
 
+import socket
+
 import paramiko
 import pytest
 from paramiko.hostkeys import HostKeyEntry
 
+from loopctl import settings as settings_module
 from loopctl.errors import HostKeyError
-from loopctl.ssh import PinnedHostKeys, not_ssh
+from loopctl.ssh import Nas, PinnedHostKeys, not_ssh
 
 ADDRESS = "nas.example:2222"
 TIMEOUT = 5.0
@@ -92,3 +96,11 @@ def test_a_host_key_that_is_not_pinned_is_refused_with_its_fingerprint(tmp_path,
         f"then pin it: ssh-keyscan -p PORT HOST >> {known_hosts}")
     assert known_hosts.read_text() == (pinned + "\n" if pinned else "")  # nothing pinned on the way
     assert client.get_host_keys().lookup(host) is None
+
+
+def test_the_connection_to_the_nas_sends_each_message_at_once():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        nas = Nas(settings_module.load({"LOOP_ENV_FILE": "/dev/null", "NAS_HOST": "127.0.0.1", "NAS_PORT": str(port)}))
+        with nas._dial("127.0.0.1", port) as sock:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
