@@ -53,7 +53,8 @@ mounts=$(rw_mounts_of_home)
 umask 022
 [[ -d $dest ]] || mkdir -m 0755 "$dest"
 
-# Backups an older loopctl copied with `cp -a` may hold what a container left in the OAuth
+# migration, removed after loopctl 1.0: backups an older loopctl
+# copied with `cp -a` may hold what a container left in the OAuth
 # folder: links, device nodes, FIFOs, files not root's or writable by others. Such a backup
 # made the home unsafe for every later change; it is repaired here, in the backups folder only
 # (root's, mode 700, so nobody else could reach it): entries that are not folders or regular
@@ -100,9 +101,10 @@ while read -r _ path; do
 done <"$src/$MANIFEST_FILE"
 install -m 0644 "$src/$MANIFEST_FILE" "$dest/$MANIFEST_FILE.new"
 mv -f "$dest/$MANIFEST_FILE.new" "$dest/$MANIFEST_FILE"
-step "installed $count files into $dest"
+step "installed loopctl $LOOPCTL_VERSION: $count files into $dest"
 
-# An upstream file from before the warm standby names none: the nginx.conf just installed
+# migration, removed after loopctl 1.0: an upstream file from
+# before the warm standby names none: the nginx.conf just installed
 # reads `$loop_standby`, and a proxy restarted before the next deploy must still start.
 upstream=$dest/$UPSTREAM_FILE
 if [[ -f $upstream && ! -L $upstream ]] && ! grep -q 'loop_standby ' "$upstream"; then
@@ -115,7 +117,8 @@ fi
 
 # --- moving an old home out of the app checkout, once -------------------------------------------
 
-# The old home sat in the vault the app container writes: its files are data to check, never
+# migration, removed after loopctl 1.0: the old home sat in the
+# vault the app container writes: its files are data to check, never
 # code to run. Releases and audit lines that do not look like loopctl's are left behind.
 migrate() {
   local old=$app_dir/.loopctl moved_releases=0 moved_audit=0 moved_backups=0 line file rel

@@ -11,8 +11,9 @@
 # exactly as it was defined.
 
 # OAUTH_VOLUME and OAUTH_FROM: the named volume the OAuth state lives in, and the app's folder
-# it moves from (lib-oauth.sh). OAUTH_DIR: that folder mounted as it is, by releases an older
-# loopctl defined (read so they can be named; refuse_stale_layout).
+# it moves from (lib-oauth.sh).
+# migration, removed after loopctl 1.0: OAUTH_DIR, that folder mounted as it is by
+# releases an older loopctl defined (read so they can be named; refuse_stale_layout).
 readonly RELEASE_FIELDS=(COMMIT SHORT PROJECT API_SERVICE API_REPO CONTAINER_PORT PROXY_BIND PROXY_PORT PROXY_IMAGE
   HEALTH_PATH PUBLIC_HOST AUX_SERVICES BUILD_SERVICES OAUTH_VOLUME OAUTH_FROM OAUTH_DIR NETWORKS VOLUMES BIND_SOURCES)
 
@@ -116,7 +117,8 @@ export_commit() {
     die "commit $commit is not on a branch of $APP_DIR: run 'inv local-sync'" "$EXIT_USAGE"
   rm -f "$BUILD/commit"
   install -d -m 0700 "$(dirname "$src")"
-  # Nothing else beside it (an older loopctl exported into the parent itself).
+  # migration, removed after loopctl 1.0: nothing else beside it (an older loopctl exported
+  # into the parent itself).
   find "$(dirname "$src")" -mindepth 1 -maxdepth 1 ! -name "$(basename "$src")" -exec rm -rf {} +
   mkdir -m 0700 "$src.new"
   if ! mirror_git -c tar.umask=0022 archive --format=tar "$commit" | tar -x --no-same-owner -C "$src.new" 2>"$BUILD/tar.err"; then

@@ -318,8 +318,9 @@ move_oauth_out() {
   step "OAuth state copied from the volume $OAUTH_VOLUME back into $OAUTH_FROM (its old content: $backup)"
 }
 
-# keeps_oauth_in_checkout SHORT|CONTAINER: that release's definition, or that container (made by
-# a loopctl from before the volume), mounts the OAuth folder from the checkout while the state
+# migration, removed after loopctl 1.0: keeps_oauth_in_checkout SHORT|CONTAINER
+# (and its callers): that release's definition, or that container (made by a loopctl from
+# before the volume), mounts the OAuth folder from the checkout while the state
 # has moved into the volume: it would serve state that stopped changing.
 keeps_oauth_in_checkout() {
   local env
