@@ -124,18 +124,17 @@ lock_and_home_lines() {
 }
 
 # The stack's containers from one look: the two colors, the proxy and those of the stack's
-# Compose project (named after the first of them that carries the label, as stack_project).
-# The app's own container and the project are read from that look, by the labels
-# app_container and stack_project filter on, rather than by asking Docker again each time.
+# Compose project (named after the first of them that carries the label), the app's own
+# container among them (look_app_container, as the change scripts find it).
 status_fact() {
-  local color upstream=missing app="" app_state="" stack=0
+  local color upstream=missing app="" app_running=0 stack=0
   if read_stack_env; then
     stack=1
     start_tools
     start_home
     look_at_containers
-    read -r app app_state < <(awk -F'\t' -v service="\"$API_SERVICE\"" -v dir="\"$APP_DIR\"" \
-      '$9 == service && $10 == dir { print substr($1, 2), $5; exit }' <<<"$LOOK") || true
+    app=$(look_app_container any)
+    [[ -z $(look_app_container running) ]] || app_running=1
   fi
   color=$(upstream_color)
   if [[ -r $UPSTREAM ]]; then
@@ -144,7 +143,7 @@ status_fact() {
   fi
   [[ ! -e $APP_LIVE ]] || color=app
   # Before any deploy, the app's own compose container may be what serves.
-  if [[ -z $color && $upstream == missing && $app_state == running ]]; then
+  if [[ -z $color && $upstream == missing ]] && ((app_running)); then
     color=app
   fi
   printf 'live\t%s\nstandby\t%s\nupstream\t%s\n' "$color" "$(upstream_standby)" "$upstream"

@@ -343,21 +343,18 @@ prune_releases() {
   return "$failed"
 }
 
-# app_container any|running [FORMAT]: the app's own api container, made by its compose in
+# look_app_container any|running: the app's own api container in LOOK, made by its compose in
 # APP_DIR (this stack's containers have a release's folder as their working folder), found by
-# Compose's labels whatever it is named; "" when there is none. Takeover, rollback and restart
-# ask here, as Docker is now; `facts.sh status` reads the same labels from its one look.
-app_container() {
-  local -a running=()
-  local format=${2:-'{{.Names}}'}
-  [[ $1 != running ]] || running=(--filter status=running)
-  docker ps -a ${running[@]+"${running[@]}"} --filter "label=com.docker.compose.service=$API_SERVICE" \
-    --filter "label=com.docker.compose.project.working_dir=$APP_DIR" --format "$format" | head -n 1
+# Compose's labels whatever it is named; "" when there is none; running: only one whose state
+# is running (not paused), as `docker ps --filter status=running`. The newest first. `facts.sh status` reads it from its one look.
+look_app_container() {
+  awk -F'\t' -v service="\"$API_SERVICE\"" -v dir="\"$APP_DIR\"" -v running="$1" \
+    '$9 == service && $10 == dir && (running != "running" || $5 == "running") { print substr($1, 2); exit }' <<<"$LOOK"
 }
 
-# stack_project [APP_CONTAINER]: the Compose project of this stack, from the labels of its
-# containers or of the app's own (Compose names it; loopctl never works the name out again).
-stack_project() {
-  docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$(container blue)" "$(container green)" \
-    "$PROXY_CONTAINER" "${1:-$(app_container any)}" 2>/dev/null | grep -m 1 . || true
+# app_container any|running: the same, as Docker is now (a new look): takeover, rollback and
+# restart ask it after containers may have changed.
+app_container() {
+  look_at_containers
+  look_app_container "$1"
 }
