@@ -538,11 +538,16 @@ def oauth_mount_of(api: dict[str, Any], settings: Any) -> Mount | None:
                  if m.target.rstrip("/") == settings.api_oauth_path.rstrip("/")), None)
 
 
+def public_host(settings: Any) -> str:
+    """The Host the app sees behind the proxy (PUBLIC_URL's, without credentials): the MCP gate
+    sends it too."""
+    return urlsplit(settings.public_url).netloc.rpartition("@")[2] if settings.public_url else ""
+
+
 def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
-    """The release for `commit` from what prepare.sh printed; ConfigError (one line) on bad input.
-    In the order a reader checks it: the app's model, its mounts against the checkout, the port
-    the proxy takes, the colors, the app's other services and the proxy, the OAuth volume, the
-    shared objects, then release.env's fields; every check raises before anything is written."""
+    """The release for `commit` from what prepare.sh printed, in the order a reader checks it: the
+    app's model, its mounts, the proxy's port, the colors, the other services and the proxy, the
+    OAuth volume, the shared objects, release.env; ConfigError (one line) before any write."""
     raw, model = app_model(prepared, settings)
     services: dict[str, Any] = model["services"]
     api_name, project, short = settings.api_service, stack_project(raw, settings.nas_app_dir), commit[:12]
@@ -571,8 +576,7 @@ def build_release(prepared: Prepared, settings: Any, commit: str) -> Release:
         "COMMIT": commit, "SHORT": short, "PROJECT": project, "API_SERVICE": api_name, "API_REPO": repo,
         "CONTAINER_PORT": str(port.target), "PROXY_BIND": port.host_ip, "PROXY_PORT": proxy_port,
         "PROXY_IMAGE": settings.stack_proxy_image, "HEALTH_PATH": settings.health_path,
-        # The Host the app sees behind the proxy: the MCP gate sends it too.
-        "PUBLIC_HOST": urlsplit(settings.public_url).netloc.rpartition("@")[2] if settings.public_url else "",
+        "PUBLIC_HOST": public_host(settings),
         "AUX_SERVICES": ",".join(aux), "BUILD_SERVICES": ",".join(name for name in aux if "build" in services[name]),
         "OAUTH_VOLUME": oauth_volume_of(oauth_mount, volumes, project), "OAUTH_FROM": oauth_from,
         "NETWORKS": ",".join(v["name"] for v in networks.values()),
