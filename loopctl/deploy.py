@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
-from . import commands, contract, install, runlog, stackdef
+from . import commands, contract, runlog, stackdef
 from .audit import performer
 from .errors import ConfigError, Locked, LoopError, Refused
-from .facts import PREFLIGHT, STATUS, gather, read, releases as releases_fact
+from .facts import DRIFT, PREFLIGHT, STATUS, describe_drift, gather, is_in_sync, read, releases as releases_fact
 from .session import Session
 from .stack import table
 from .sync import local_sync
@@ -28,8 +28,8 @@ from .sync import local_sync
 
 def check_drift(session: Session, drift: dict, allow_drift: bool, installed: bool = True) -> None:
     """Refuse (or, allowed, warn about) NAS scripts that differ from this checkout's."""
-    if not install.is_in_sync(drift) or not installed:
-        message = f"the NAS scripts do not match this checkout: {install.describe_drift(drift)}"
+    if not is_in_sync(drift) or not installed:
+        message = f"the NAS scripts do not match this checkout: {describe_drift(drift)}"
         if not allow_drift or len(drift["missing"]) == drift["files"]:
             raise Refused(message + "; or pass --allow-drift to deploy with the NAS copies anyway")
         session.warn(message)
@@ -38,7 +38,7 @@ def check_drift(session: Session, drift: dict, allow_drift: bool, installed: boo
 def preflight(session: Session, allow_drift: bool) -> None:
     """Refuse before changing anything: drifted scripts, another change running, a NAS that
     lacks a tool or whose loopctl home is not root's alone."""
-    drift, state = gather(session.nas, install.DRIFT, PREFLIGHT)
+    drift, state = gather(session.nas, DRIFT, PREFLIGHT)
     check_drift(session, drift, allow_drift, state.installed)
     if state.lock:
         raise Locked(state.lock)
@@ -170,7 +170,7 @@ def rollback(session: Session, to: str | None) -> None:
     flags = script_flags(session, session.settings.rollback_verify_seconds) + (["--to", to] if to else [])
     session.nas.connection  # noqa: B018 (opened once, before two channels share it)
     with ThreadPoolExecutor(1) as pool:
-        drift = pool.submit(read, session.nas, install.DRIFT)
+        drift = pool.submit(read, session.nas, DRIFT)
         try:
             summary = run_script(session, commands.ROLLBACK_SCRIPT, flags)
         finally:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
 from . import commands, contract
+from .bundle import bundle, checksums
 from .errors import AuthFailed, CheckoutUnreadable, RemoteFailed
 from .runner import Output
 from .settings import Settings
@@ -142,6 +143,48 @@ def parse_lock(out: Output, settings: Settings) -> str | None:
 
 LOCK = Fact("lock", lambda settings: commands.facts(settings, "lock"), parse_lock, sudo=True,
             ok=(0, contract.EXIT_LOCKED))
+
+
+# --- the NAS copies of the scripts, against this checkout's bundle ------------------------------
+# Checksums of the NAS files, compared with the local bundle: a hand edit on the NAS shows up
+# as much as a newer local script.
+
+def parse_sha256sum(text: str, prefix: str) -> dict[str, str]:
+    found = {}
+    for line in text.splitlines():
+        digest, _, path = line.partition("  ")
+        if path.startswith(prefix):
+            found[path[len(prefix):]] = digest
+    return found
+
+
+def parse_drift(out: Output, settings: Settings) -> dict:
+    """{'files': n, 'changed': [...], 'missing': [...]} of the NAS copies against the local bundle."""
+    wanted = checksums(bundle(settings))
+    found = parse_sha256sum(out.stdout, commands.home(settings) + "/")
+    return {
+        "files": len(wanted),
+        "missing": [p for p in wanted if p not in found],
+        "changed": [p for p in wanted if p in found and found[p] != wanted[p]],
+    }
+
+
+DRIFT = Fact("drift",
+             lambda settings: commands.checksums([commands.in_home(settings, p) for p in checksums(bundle(settings))]),
+             parse_drift, ok=(0, 1))
+
+
+def describe_drift(d: dict) -> str:
+    if len(d["missing"]) == d["files"]:
+        return "not installed: run `inv setup`"
+    if is_in_sync(d):
+        return f"in sync ({d['files']} files)"
+    parts = [f"{p} differs" for p in d["changed"]] + [f"{p} missing" for p in d["missing"]]
+    return "DRIFT: " + ", ".join(parts) + " (run `inv setup`)"
+
+
+def is_in_sync(d: dict) -> bool:
+    return not d["missing"] and not d["changed"]
 
 
 # --- the app checkout (as the SSH user) ---------------------------------------------------------

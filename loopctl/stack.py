@@ -13,9 +13,10 @@ import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from . import commands, contract, install
+from . import commands, contract
 from .errors import CheckoutUnreadable, ConfigError, Locked, Refused, RemoteFailed
-from .facts import CHECKOUT_COMMIT, CHECKOUT_CONFIG, LOCK, STATUS, Container, NasState, gather, or_unreadable, read
+from .facts import (CHECKOUT_COMMIT, CHECKOUT_CONFIG, DRIFT, LOCK, STATUS, Container, NasState, describe_drift, gather,
+                    or_unreadable, read)
 from .session import Session
 from .ssh import Nas
 
@@ -108,7 +109,7 @@ def describe_oauth(session: Session, state: NasState) -> str:
 
 
 def status(session: Session, as_json: bool) -> None:
-    state, checkout, drift, git_config = gather(session.nas, STATUS, or_unreadable(CHECKOUT_COMMIT), install.DRIFT,
+    state, checkout, drift, git_config = gather(session.nas, STATUS, or_unreadable(CHECKOUT_COMMIT), DRIFT,
                                                 or_unreadable(CHECKOUT_CONFIG))
     # A checkout whose .git blocks reads: its commit is unknown, and why is a problem.
     unreadable = next((str(v) for v in (checkout, git_config) if isinstance(v, CheckoutUnreadable)), "")
@@ -160,7 +161,7 @@ def status(session: Session, as_json: bool) -> None:
     session.say(f"oauth      {describe_oauth(session, state)}")
     shown_checkout = checkout[:12] if checkout else "not a git checkout"
     session.say(f"checkout   {'unknown (its .git blocks reads: see PROBLEM)' if unreadable else shown_checkout}")
-    session.say(f"scripts    {install.describe_drift(drift)}")
+    session.say(f"scripts    {describe_drift(drift)}")
     session.say(f"deploy     {'running: ' + state.lock if state.lock else 'idle'}")
     for problem in trouble:
         session.say(f"PROBLEM    {problem}")

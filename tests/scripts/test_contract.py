@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loopctl import contract, facts, install, settings as settings_module, stackdef
+from loopctl import bundle, contract, facts, settings as settings_module, stackdef
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted((REPO / "scripts").glob("*.sh"))
@@ -97,8 +97,8 @@ def loaded(home: Path, fields_array: str) -> dict[str, str]:
 def test_stack_env_as_setup_writes_it_is_what_the_scripts_read(tmp_path):
     settings = settings_module.load({"LOOP_ENV_FILE": "/dev/null"})
     home = installed(tmp_path)
-    (home / contract.STACK_ENV_FILE).write_text(install.stack_env(settings))
-    written = dict(line.split("=", 1) for line in install.stack_env(settings).splitlines() if not line.startswith("#"))
+    (home / contract.STACK_ENV_FILE).write_text(bundle.stack_env(settings))
+    written = dict(line.split("=", 1) for line in bundle.stack_env(settings).splitlines() if not line.startswith("#"))
     read = bash_in(home, f'read_env_file "$LOOPCTL_HOME/$STACK_ENV_FILE" "${{STACK_FIELDS[@]}}" && '
                          f'for n in "${{STACK_FIELDS[@]}}"; do printf "%s=%s\\n" "$n" "${{!n}}"; done')
     assert dict(line.split("=", 1) for line in read.splitlines()) == written

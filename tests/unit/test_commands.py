@@ -77,19 +77,19 @@ def test_sudo_wrapping_puts_the_password_nowhere_in_the_line(settings):
 
 
 def test_the_nginx_conf_installed_holds_drain_seconds(tmp_path):
-    from loopctl import contract, install
+    from loopctl import bundle, contract
     from loopctl import settings as settings_module
 
     default = settings_module.load({"LOOP_ENV_FILE": "/dev/null"})
-    shipped = (install.PROJECT_DIR / install.NGINX_CONF).read_text()
+    shipped = (bundle.PROJECT_DIR / bundle.NGINX_CONF).read_text()
     # The file in the repository is the default, so it is a valid nginx.conf as it stands.
-    assert install.nginx_conf(default) == shipped
+    assert bundle.nginx_conf(default) == shipped
     assert f"worker_shutdown_timeout {contract.DRAIN_SECONDS}s;" in shipped
     short = settings_module.load({"LOOP_ENV_FILE": "/dev/null", "DRAIN_SECONDS": "30"})
-    assert "worker_shutdown_timeout 30s;" in install.nginx_conf(short)
-    assert install.nginx_conf(short).replace("30s;", "600s;") == shipped
+    assert "worker_shutdown_timeout 30s;" in bundle.nginx_conf(short)
+    assert bundle.nginx_conf(short).replace("30s;", "600s;") == shipped
     # The MCP location is the path the gate checks; the upstream file is where the proxy sees it.
     assert f"location {contract.APP_MCP_PATH} {{" in shipped
     assert f"include {contract.PROXY_LIVE_MOUNT}/{contract.UPSTREAM_FILE.rsplit('/', 1)[1]};" in shipped
-    assert "KEEP_WARM=1" in install.stack_env(default) and "KEEP_WARM=0" in install.stack_env(
+    assert "KEEP_WARM=1" in bundle.stack_env(default) and "KEEP_WARM=0" in bundle.stack_env(
         settings_module.load({"LOOP_ENV_FILE": "/dev/null", "KEEP_WARM": "0"}))

@@ -2,7 +2,7 @@
 
 from datetime import datetime, timezone
 
-from loopctl import audit, facts, install, runlog, settings as settings_module, stack, sync
+from loopctl import audit, bundle, facts, runlog, settings as settings_module, stack, sync
 from loopctl.runner import Output
 
 
@@ -92,12 +92,12 @@ def test_git_overwrite_message_lists_files():
 def test_manifest_is_sha256sum_format_and_drift_is_described():
     files = {"scripts/a.sh": b"echo a\n"}
     # The digest of "echo a\n", as `printf 'echo a\n' | sha256sum` prints it.
-    assert install.manifest(files) == "914cefaded94d45f313fa21b0af05991c33df3566f4ca6814c3652f4b92b7c8c  scripts/a.sh\n"
-    found = install.parse_sha256sum("abc  /app/.loopctl/scripts/a.sh\n", "/app/.loopctl/")
+    assert bundle.manifest(files) == "914cefaded94d45f313fa21b0af05991c33df3566f4ca6814c3652f4b92b7c8c  scripts/a.sh\n"
+    found = facts.parse_sha256sum("abc  /app/.loopctl/scripts/a.sh\n", "/app/.loopctl/")
     assert found == {"scripts/a.sh": "abc"}
-    assert install.describe_drift({"files": 2, "missing": [], "changed": []}) == "in sync (2 files)"
-    assert install.describe_drift({"files": 2, "missing": ["a", "b"], "changed": []}) == "not installed: run `inv setup`"
-    assert install.describe_drift({"files": 2, "missing": ["b"], "changed": ["a"]}) == \
+    assert facts.describe_drift({"files": 2, "missing": [], "changed": []}) == "in sync (2 files)"
+    assert facts.describe_drift({"files": 2, "missing": ["a", "b"], "changed": []}) == "not installed: run `inv setup`"
+    assert facts.describe_drift({"files": 2, "missing": ["b"], "changed": ["a"]}) == \
         "DRIFT: a differs, b missing (run `inv setup`)"
 
 
