@@ -82,7 +82,7 @@ usage_error() {
   die "${0##*/} was called with flags it does not take (a NAS copy older or newer than this loopctl?)" "$EXIT_USAGE"
 }
 
-# Settings written by `inv setup` (loopctl/install.py writes exactly these).
+# Settings written by `inv setup` (loopctl/bundle.py's stack_env writes exactly these).
 readonly STACK_FIELDS=(DOCKER COMPOSE_VERSION APP_DIR APP_COMPOSE_FILE API_SERVICE KEEP_RELEASES KEEP_WARM)
 
 # Settings written by `inv setup`: KEY=VALUE lines, read without sourcing (a file is data here).
