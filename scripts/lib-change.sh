@@ -247,95 +247,176 @@ finish_change() {
   exit "$status"
 }
 
+# undo_plan LIVE TARGET SWITCHED BROUGHT_UP RETIRED: the steps of undo_change, one a line, from
+# the change's state alone (nothing is looked at), so that each case is a table row in a test:
+#   port-to-proxy         a rollback to the app's own container undone: the proxy takes the port
+#   port-to-app           a takeover undone: the app's own container gets its port back
+#   switch-back LIVE      nginx back to the live color
+#   remove|stop TARGET    the target's container the change created, or the kept one it started
+#   restore-aux           the tags and the app's other services back (always)
+#   restore-standby       the warm standby the change replaced (retire_standby) back in its place
+#   undone LIVE           the undo says the live release still serves
+# Traffic goes back first, and only once it may have moved (SWITCHED 1). The app's own container
+# is never the change's to remove. The standby comes back only where the change replaced its
+# container: bring_up created comes after the standby left the proxy.
+undo_plan() {
+  local live=$1 target=$2 switched=$3 brought_up=$4 retired=$5
+  if [[ $switched == 1 ]]; then
+    if [[ $target == app ]]; then
+      echo port-to-proxy
+    elif [[ $live == app ]]; then
+      echo port-to-app
+    elif [[ -n $live ]]; then
+      echo "switch-back $live"
+    fi
+  fi
+  if [[ -n $brought_up && $target != app ]]; then
+    if [[ $brought_up == created ]]; then echo "remove $target"; else echo "stop $target"; fi
+  fi
+  echo restore-aux
+  [[ -z $retired || $brought_up != created || $target == app || $live == app || -z $live ]] || echo restore-standby
+  # Said only where the change had changed something.
+  [[ -z $live || (-z $brought_up && $switched != 1) ]] || echo "undone $live"
+}
+
 # undo_change: traffic back to the live color (or the port back to whichever container held
 # it); the target's container removed if the change created it, stopped if it only started a
-# kept one. Reads the globals live, target, switched and brought_up, which a change sets as it
-# goes and recover_change sets from the journal. Exit 1 if a part of it failed.
+# kept one. Runs undo_plan's steps for the globals live, target, switched, brought_up and
+# RETIRED, which a change sets as it goes and recover_change sets from the journal. Each step
+# is tried even when one before failed; the standby and the "undone" line only if none did.
+# Exit 1 if a part of it failed.
 undo_change() {
-  local failed=0
-  if ((switched)); then
-    if [[ $target == app ]]; then
-      warn "giving port $PROXY_PORT back to $PROXY_CONTAINER"
-      give_port_to_proxy || { warn "could not start $PROXY_CONTAINER again: check 'inv status'"; failed=1; }
-    elif [[ $live == app ]]; then
-      warn "giving port $PROXY_PORT back to $LEGACY_CONTAINER"
-      if give_port_to_app; then
-        printf '%s\n' "$LEGACY_CONTAINER" >"$APP_LIVE"
-      else
-        warn "could not start $LEGACY_CONTAINER again: check 'inv status'"
-        failed=1
-      fi
-    elif [[ -n $live ]]; then
-      warn "switching back to $live"
-      switch_to "$live" "" "$(color_port "$live")" ||
-        { warn "could not switch back to $live: check 'inv status'"; failed=1; }
-    fi
-  fi
-  if [[ -n $brought_up && $target != app ]] && exists "$(container "$target")"; then
-    show_failure "$(container "$target")"
-    if [[ $brought_up == created ]]; then
-      warn "removing $(container "$target")"
-      docker rm -f "$(container "$target")" >/dev/null 2>&1 || failed=1
-    else
-      warn "stopping $(container "$target") again"
-      docker stop -t 10 "$(container "$target")" >/dev/null 2>&1 || failed=1
-    fi
-  fi
-  restore_aux || { warn "could not put the app's other services back as they were: check 'inv status'"; failed=1; }
-  ((failed)) || restore_standby
-  if [[ -n $live && (-n $brought_up || $switched == 1) ]] && ((!failed)); then
-    warn "undone: $live is still serving"
-  fi
+  local failed=0 entry action what name
+  local -a plan
+  # Read whole first: the steps' commands must not read the plan as their input.
+  mapfile -t plan < <(undo_plan "$live" "$target" "$switched" "$brought_up" "$RETIRED")
+  for entry in "${plan[@]}"; do
+    # No here-string: on an older bash that is a temporary file, and the disk may be full.
+    action=${entry%% *} what=${entry#"${entry%% *}"} what=${what# }
+    case $action in
+      port-to-proxy)
+        warn "giving port $PROXY_PORT back to $PROXY_CONTAINER"
+        give_port_to_proxy || { warn "could not start $PROXY_CONTAINER again: check 'inv status'"; failed=1; }
+        ;;
+      port-to-app)
+        warn "giving port $PROXY_PORT back to $LEGACY_CONTAINER"
+        if give_port_to_app; then
+          printf '%s\n' "$LEGACY_CONTAINER" >"$APP_LIVE"
+        else
+          warn "could not start $LEGACY_CONTAINER again: check 'inv status'"
+          failed=1
+        fi
+        ;;
+      switch-back)
+        warn "switching back to $what"
+        switch_to "$what" "" "$(color_port "$what")" ||
+          { warn "could not switch back to $what: check 'inv status'"; failed=1; }
+        ;;
+      remove | stop)
+        name=$(container "$what")
+        # Gone already (removed by hand, or the change was killed before it made it).
+        exists "$name" || continue
+        show_failure "$name"
+        if [[ $action == remove ]]; then
+          warn "removing $name"
+          docker rm -f "$name" >/dev/null 2>&1 || failed=1
+        else
+          warn "stopping $name again"
+          docker stop -t 10 "$name" >/dev/null 2>&1 || failed=1
+        fi
+        ;;
+      restore-aux)
+        restore_aux || { warn "could not put the app's other services back as they were: check 'inv status'"; failed=1; }
+        ;;
+      restore-standby) ((failed)) || restore_standby ;;
+      undone) ((failed)) || warn "undone: $what is still serving" ;;
+    esac
+  done
   return "$failed"
 }
 
 # --- recovery: a change killed before its trap could run ----------------------------------
 
+# repair_plan: the journal (stdin) as a repair reads it, and what the repair is, as KEY=VALUE
+# lines: every journal field (op commit live target step brought backup paused images
+# standby; "" where the journal has none), then repair, switched and aux_changed. Decided from
+# the journal alone (nothing is looked at), so each case is a table row in a test. A line that
+# is not a known field with a value a field can have (a garbled or half-written journal) is
+# ignored; the last of a repeated field counts. The repair:
+#   undo         a deploy or rollback that had not committed: undone as its trap would have
+#   bookkeeping  one that had (step committed): it serves and was verified, only the record and
+#                the old color's retirement are left
+#   recreate     a rebuild-all past its backup (step replace): the keys may be gone, the stack
+#                half recreated
+#   unchanged    a rebuild-all before it: nothing had changed yet
+#   none         any other op: nothing to repair
+# switched: 1 once traffic may have moved (steps switch and verify). aux_changed: 1 once a
+# deploy may have brought the app's other services up on its release (update_aux: step aux on).
+repair_plan() {
+  local line key op at repair=none switched=0 aux_changed=0
+  local -a keys=(op commit live target step brought backup paused images standby)
+  local -A field=()
+  for key in "${keys[@]}"; do field[$key]=""; done
+  while IFS= read -r line; do
+    [[ $line =~ ^([a-z]+)=([A-Za-z0-9_./:@,-]*)$ && -n ${field[${BASH_REMATCH[1]}]+known} ]] || continue
+    field[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+  done
+  op=${field[op]} at=${field[step]}
+  case $op in
+    deploy | rollback)
+      repair=undo
+      [[ $at != committed ]] || repair=bookkeeping
+      [[ $at != switch && $at != verify ]] || switched=1
+      # Only a deploy changes them, from its step aux on.
+      [[ $op != deploy ]] || [[ $at != aux && $switched == 0 ]] || aux_changed=1
+      ;;
+    rebuild-all)
+      repair=unchanged
+      [[ $at != replace ]] || repair=recreate
+      ;;
+  esac
+  for key in "${keys[@]}"; do printf '%s=%s\n' "$key" "${field[$key]}"; done
+  printf 'repair=%s\nswitched=%s\naux_changed=%s\n' "$repair" "$switched" "$aux_changed"
+}
+
 # recover_change: run by deploy, rollback and rebuild-all as soon as they hold the lock. A
 # journal on disk means the last change was killed (SIGKILL, OOM, power loss: no EXIT trap
 # runs) or could not finish its undo. From the journal and what runs now, it is finished if it
 # had committed (its record written) and undone otherwise, exactly as its trap would have, so
-# one release serves before this change starts.
+# one release serves before this change starts. What to do is repair_plan's; this runs it.
 recover_change() {
   [[ -s $JOURNAL ]] || return 0
-  local line op="" commit="" at=""
+  local line op commit at repair
   # Until the repair is done, the journal stays whatever happens (a trap reads this).
   RECOVERING=1
-  local -A field=()
-  while IFS= read -r line; do
-    [[ $line =~ ^(op|commit|live|target|step|brought|backup|paused|images|standby)=([A-Za-z0-9_./:@,-]*)$ ]] || continue
-    field[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
-  done <"$JOURNAL"
-  op=${field[op]:-} commit=${field[commit]:-} at=${field[step]:-}
+  local -A plan=()
+  while IFS= read -r line; do plan[${line%%=*}]=${line#*=}; done < <(repair_plan <"$JOURNAL")
+  op=${plan[op]} commit=${plan[commit]} at=${plan[step]} repair=${plan[repair]}
   warn "the last $op${commit:+ of $commit} was cut short at step '$at' and could not finish or undo itself: repairing that first"
   # Containers it had paused to copy the OAuth state run again.
-  if [[ -n ${field[paused]:-} ]]; then
-    IFS=, read -ra PAUSED <<<"${field[paused]}"
+  if [[ -n ${plan[paused]} ]]; then
+    IFS=, read -ra PAUSED <<<"${plan[paused]}"
     resume_writers
   fi
-  case $op in
-    deploy | rollback)
-      live=${field[live]:-} target=${field[target]:-} brought_up=${field[brought]:-} switched=0 committed=0
-      IMAGES=${field[images]:-} aux_changed=0 RETIRED=${field[standby]:-}
-      [[ $at != switch && $at != verify ]] || switched=1
-      # Only a deploy changes them (update_aux), from its step aux on.
-      [[ $op != deploy ]] || [[ $at != aux && $switched == 0 ]] || aux_changed=1
+  case $repair in
+    undo | bookkeeping)
+      live=${plan[live]} target=${plan[target]} brought_up=${plan[brought]} switched=${plan[switched]} committed=0
+      IMAGES=${plan[images]} aux_changed=${plan[aux_changed]} RETIRED=${plan[standby]}
       # The release being deployed, for the proxy's address and the record (the live one's when
       # the journal names none).
       [[ -n $commit ]] || commit=$(color_commit "$live")
       if [[ -n $commit ]] && (load_release "$commit") >/dev/null 2>&1; then load_release "$commit"; fi
       proxy_host
       [[ $live != app && $target != app ]] || LEGACY_CONTAINER=$(app_container any)
-      if [[ $at == committed ]]; then
+      if [[ $repair == bookkeeping ]]; then
         recover_bookkeeping "$op" "$commit"
       else
         undo_change || die "the repair of the last $op is not complete (is Docker running?): nothing else was changed" "$EXIT_FAILED"
         RECOVERED="$op of ${commit:-?} undone; ${live:-nothing} serves"
       fi
       ;;
-    rebuild-all)
-      recover_rebuild_all "$commit" "${field[target]:-}" "$at" "${field[backup]:-}"
-      ;;
+    unchanged) step "the last rebuild-all had changed nothing yet" ;;
+    recreate) recover_rebuild_all "$commit" "${plan[target]}" "${plan[backup]}" ;;
   esac
   journal_clear
   RECOVERING=0
@@ -361,15 +442,11 @@ recreate_all() {
   wait_port_answers || true
 }
 
-# recover_rebuild_all COMMIT COLOR STEP BACKUP: a rebuild-all killed half-way. Before its
-# backup nothing had changed; after it, the keys may be gone and the stack half recreated: it is
-# brought up as rebuild-all would have, and recorded.
+# recover_rebuild_all COMMIT COLOR BACKUP: a rebuild-all killed after its backup (repair_plan's
+# recreate): the keys may be gone and the stack half recreated; it is brought up as rebuild-all
+# would have, and recorded.
 recover_rebuild_all() {
-  local commit=$1 color=$2 at=$3 backup=$4
-  if [[ $at != replace ]]; then
-    step "the last rebuild-all had changed nothing yet"
-    return
-  fi
+  local commit=$1 color=$2 backup=$3
   load_release "$commit"
   proxy_host
   recreate_all "$commit" "$color" "$backup"
@@ -477,13 +554,11 @@ retire_standby() {
   switch_to "$live" "" "$(color_port "$live")" || die "nginx did not accept the upstream without the standby"
 }
 
-# restore_standby: the undo of retire_standby, once the target's container is gone: the release
-# it ran is started again in its place and is the standby again, so a failed change leaves a
-# rollback the switch it was. Its sessions had ended. A failure here is said, and the live
-# release serves on without a standby.
+# restore_standby: the undo of retire_standby, once the target's container is gone (undo_plan
+# says when): the release RETIRED ran is started again in its place and is the standby again,
+# so a failed change leaves a rollback the switch it was. Its sessions had ended. A failure
+# here is said, and the live release serves on without a standby.
 restore_standby() {
-  # Only once the change had replaced it (bring_up created comes after the standby left the proxy).
-  [[ -n $RETIRED && $brought_up == created && $target != app && $live != app && -n $live ]] || return 0
   if [[ ! -f $(release_dir "$RETIRED")/$RELEASE_STACK_FILE ]] || ! docker image inspect "$API_REPO:$RETIRED" >/dev/null 2>&1; then
     warn "the warm standby $RETIRED is not kept any more: none now"
     return 0
