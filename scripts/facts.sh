@@ -65,17 +65,13 @@ tools_fact() {
 # established to its container port from outside its network namespace (its own healthcheck's
 # loopback ones left out), the proxy's open requests there, MCP streams for the most part
 # (root reads any namespace). One awk over every color's /proc tables (a file tells its pid),
-# each port read from the release.env of the image's commit.
+# each port its release's (release_port of the image's commit).
 connection_lines() {
-  local name pid image env port line files=() colors=""
+  local name pid image port files=() colors=""
   while read -r name pid image; do
-    env=$LOOPCTL_HOME/$RELEASES_DIR/${image##*:}/$RELEASE_ENV_FILE port=""
-    if [[ -f $env && -r $env ]]; then
-      while IFS= read -r line; do
-        [[ ! $line =~ ^CONTAINER_PORT=([0-9]{1,5})$ ]] || printf -v port ':%04X' "${BASH_REMATCH[1]}"
-      done <"$env"
-    fi
-    if [[ $pid =~ ^[1-9][0-9]*$ && -n $port && -r /proc/$pid/net/tcp ]]; then
+    port=$(release_port "${image##*:}")
+    [[ ! $port =~ ^[0-9]{1,5}$ ]] || printf -v port ':%04X' "$port"
+    if [[ $pid =~ ^[1-9][0-9]*$ && $port == :* && -r /proc/$pid/net/tcp ]]; then
       # Without IPv6 there is no tcp6 table (and mawk stops at a file it cannot open).
       files+=("/proc/$pid/net/tcp")
       [[ ! -r /proc/$pid/net/tcp6 ]] || files+=("/proc/$pid/net/tcp6")

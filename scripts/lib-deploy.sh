@@ -346,7 +346,8 @@ prune_releases() {
 # look_app_container any|running: the app's own api container in LOOK, made by its compose in
 # APP_DIR (this stack's containers have a release's folder as their working folder), found by
 # Compose's labels whatever it is named; "" when there is none; running: only one whose state
-# is running (not paused), as `docker ps --filter status=running`. The newest first. `facts.sh status` reads it from its one look.
+# is running (not paused), as `docker ps --filter status=running`. The newest first.
+# `facts.sh status` reads it from its one look.
 look_app_container() {
   awk -F'\t' -v service="\"$API_SERVICE\"" -v dir="\"$APP_DIR\"" -v running="$1" \
     '$9 == service && $10 == dir && (running != "running" || $5 == "running") { print substr($1, 2); exit }' <<<"$LOOK"
